@@ -1,0 +1,104 @@
+import numpy as np
+import pytest
+from hypothesis import assume, given, strategies as st
+from hypothesis.extra import numpy as npst
+
+from tinymtl.gradcheck import numerical_gradient, relative_error
+from tinymtl.losses import log_softmax, mse, softmax_cross_entropy
+
+logits_arrays = npst.arrays(np.float64, npst.array_shapes(min_dims=2, max_dims=2, min_side=2, max_side=8),
+                            elements=st.floats(-1e4, 1e4))
+
+
+@st.composite
+def logits_and_labels(draw):
+    z = draw(logits_arrays)
+    labels = draw(npst.arrays(np.int64, z.shape[0], elements=st.integers(0, z.shape[1] - 1)))
+    return z, labels
+
+
+@given(logits_arrays, st.floats(-1e3, 1e3))
+def test_log_softmax_normalises_and_ignores_a_shift(z, c):
+    np.testing.assert_allclose(np.exp(log_softmax(z)).sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(log_softmax(z + c), log_softmax(z), atol=1e-6)
+
+
+@given(logits_and_labels())
+def test_cross_entropy_is_finite_nonnegative_and_minus_log_p_of_the_true_class(case):
+    z, labels = case
+    loss, grad = softmax_cross_entropy(z, labels)
+    assert np.isfinite(loss) and loss >= 0
+    rows = np.arange(len(labels))
+    expected = -np.mean(log_softmax(z)[rows, labels])
+    assert loss == pytest.approx(expected, rel=1e-12, abs=1e-12)
+    np.testing.assert_allclose(grad.sum(axis=1), 0.0, atol=1e-12)  # softmax - onehot rows sum to 0
+
+
+def test_cross_entropy_at_a_logit_gap_of_a_thousand_is_a_thousand():
+    loss, _ = softmax_cross_entropy(np.array([[0.0, 1000.0]]), np.array([0]))
+    assert loss == pytest.approx(1000.0)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("seed", range(4))
+def test_cross_entropy_gradient_matches_central_differences(seed, weighted):
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((7, 4)) * 3
+    labels = rng.integers(0, 4, 7)
+    labels[[1, 4]] = -1  # unlabelled rows
+    weights = rng.uniform(0.2, 3.0, 4) if weighted else None
+    _, grad = softmax_cross_entropy(z, labels, class_weights=weights)
+    numeric = numerical_gradient(lambda: softmax_cross_entropy(z, labels, class_weights=weights)[0], z)
+    assert relative_error(grad, numeric) < 1e-7
+    np.testing.assert_array_equal(grad[[1, 4]], 0.0)
+
+
+def test_cross_entropy_ignores_unlabelled_rows_and_weighs_classes_like_pytorch():
+    z = np.array([[2.0, 0.0], [0.0, 1.0], [5.0, -5.0]])
+    per_row = -log_softmax(z)[[0, 1], [0, 1]]
+    loss, _ = softmax_cross_entropy(z, np.array([0, 1, -1]))
+    assert loss == pytest.approx(per_row.mean())
+    loss, _ = softmax_cross_entropy(z, np.array([0, 1, -1]), class_weights=[1.0, 3.0])
+    assert loss == pytest.approx((per_row[0] + 3 * per_row[1]) / 4)
+    loss, grad = softmax_cross_entropy(z, np.array([-1, -1, -1]))
+    assert loss == 0.0 and not grad.any()
+
+
+values = st.integers(-10**6, 10**6).map(lambda i: i / 1000)  # squares never underflow to 0
+
+
+@given(npst.arrays(np.float64, npst.array_shapes(min_dims=2, max_dims=2, max_side=8),
+                   elements=values), st.data())
+def test_mse_is_zero_exactly_when_prediction_equals_target(pred, data):
+    target = data.draw(npst.arrays(np.float64, pred.shape, elements=values))
+    loss, grad = mse(pred, pred.copy())
+    assert loss == 0.0 and not grad.any()
+    assume(not np.array_equal(pred, target))
+    loss, _ = mse(pred, target)
+    assert loss > 0
+    assert loss == pytest.approx(np.mean((pred - target) ** 2), rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mse_gradient_matches_central_differences_with_missing_targets(seed):
+    rng = np.random.default_rng(seed)
+    pred, target = rng.standard_normal((6, 3)), rng.standard_normal((6, 3))
+    target[rng.random(target.shape) < 0.3] = np.nan
+    loss, grad = mse(pred, target)
+    labelled = ~np.isnan(target)
+    assert loss == pytest.approx(np.mean((pred - target)[labelled] ** 2))
+    numeric = numerical_gradient(lambda: mse(pred, target)[0], pred)
+    assert relative_error(grad, numeric) < 1e-7
+    np.testing.assert_array_equal(grad[~labelled], 0.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_losses_keep_their_dtype(dtype):
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((5, 3)).astype(dtype)
+    assert log_softmax(z).dtype == dtype
+    assert softmax_cross_entropy(z, np.array([0, 1, 2, -1, 1]))[1].dtype == dtype
+    assert softmax_cross_entropy(z, np.array([0, 1, 2, 0, 1]), class_weights=[1, 2, 3])[1].dtype == dtype
+    target = z.copy()
+    target[0, 0] = np.nan
+    assert mse(z + 1, target)[1].dtype == dtype

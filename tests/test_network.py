@@ -1,0 +1,281 @@
+import csv
+from importlib import resources
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import tinymtl
+from tinymtl import Classify, MultiTaskNet, Regress
+from tinymtl.gradcheck import check_network
+from tinymtl.losses import log_softmax
+
+from helpers import random_net, random_targets
+
+head_kinds = st.one_of(st.integers(2, 4).map(Classify), st.integers(1, 3).map(Regress))
+architectures = st.tuples(
+    st.integers(1, 5),                                   # n_inputs
+    st.lists(st.integers(1, 6), min_size=0, max_size=3),  # hidden
+    st.lists(head_kinds, min_size=1, max_size=4),         # heads
+    st.integers(1, 9),                                   # rows
+    st.integers(0, 2**32 - 1),                           # seed
+)
+
+
+def build(arch, dtype=np.float64, missing=0.0):
+    n_inputs, hidden, kinds, n_rows, seed = arch
+    rng = np.random.default_rng(seed)
+    heads = {f"task{i}": head for i, head in enumerate(kinds)}
+    net = random_net(rng, n_inputs, tuple(hidden), heads, dtype)
+    X = rng.standard_normal((n_rows, n_inputs))
+    return net, X, random_targets(rng, heads, n_rows, missing)
+
+
+@pytest.mark.parametrize("hidden", [(), (5,), (4, 6), (3, 5, 4)])
+@pytest.mark.parametrize("missing", [0.0, 0.3])
+def test_whole_network_gradients_match_central_differences(hidden, missing):
+    rng = np.random.default_rng(len(hidden))
+    heads = {"a": Classify(3), "b": Regress(2), "c": Classify(2), "d": Regress(1)}
+    net = random_net(rng, 4, hidden, heads)
+    X = rng.standard_normal((9, 4))
+    targets = random_targets(rng, heads, 9, missing)
+    results = check_network(net, X, targets)
+    assert set(results) == set(net.parameters())
+    worst = max(error for _, _, error in results.values())
+    assert worst < 1e-7, {name: r[2] for name, r in results.items()}
+
+
+def test_weighted_task_losses_pass_the_gradient_check():
+    rng = np.random.default_rng(3)
+    heads = {"a": Classify(3, class_weights=(1.0, 2.5, 0.5)), "b": Regress(2)}
+    net = random_net(rng, 3, (5,), heads)
+    net.loss_weights.update(a=0.3, b=2.0)
+    targets = random_targets(rng, heads, 8, missing=0.2)
+    results = check_network(net, rng.standard_normal((8, 3)), targets)
+    assert max(error for _, _, error in results.values()) < 1e-7
+
+
+@given(architectures)
+def test_random_networks_pass_the_gradient_check(arch):
+    net, X, targets = build(arch)
+    for name, (analytic, numeric, error) in check_network(net, X, targets).items():
+        assert error < 1e-6, name
+
+
+@given(architectures)
+def test_loss_is_the_sum_of_task_losses_computed_from_predictions(arch):
+    net, X, targets = build(arch, missing=0.2)
+    loss, _ = net.loss_and_gradients(X, targets)
+    out = net.predict(X)
+    expected = 0.0
+    for name, head in net.heads.items():
+        if head.kind == "classify":
+            y = targets[name]
+            keep = y >= 0
+            if keep.any():
+                expected += -np.mean(np.log(out[name][keep, y[keep]]))
+        else:
+            sq = (out[name] - targets[name]) ** 2
+            if (~np.isnan(sq)).any():
+                expected += np.nanmean(sq)
+    assert loss == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(arch=architectures)
+def test_outputs_gradients_and_parameters_keep_the_dtype(dtype, arch):
+    net, X, targets = build(arch, dtype)
+    X = X.astype(dtype)
+    out = net.predict(X)
+    _, grads = net.loss_and_gradients(X, targets)
+    for name, head in net.heads.items():
+        assert out[name].shape == (X.shape[0], head.n_outputs) and out[name].dtype == dtype
+    for array in (*grads.values(), *net.parameters().values()):
+        assert array.dtype == dtype
+    net.fit(X, targets, epochs=2, batch_size=4, lr=0.01)
+    assert all(p.dtype == dtype for p in net.parameters().values())
+
+
+@given(architectures)
+def test_one_small_sgd_step_lowers_the_loss_on_a_fixed_batch(arch):
+    net, X, targets = build(arch)
+    loss, grads = net.loss_and_gradients(X, targets)
+    if sum(float(np.sum(g * g)) for g in grads.values()) < 1e-12:
+        return  # at a stationary point there is nothing to lower
+    for name, p in net.parameters().items():
+        p -= 1e-4 * grads[name]
+    assert net.loss_and_gradients(X, targets)[0] < loss
+
+
+def test_parameters_are_live_arrays():
+    rng = np.random.default_rng(0)
+    net = random_net(rng, 3, (4,), {"y": Classify(3), "t": Regress(1)})
+    X = rng.standard_normal((5, 3))
+    before = net.predict(X)["t"].copy()
+    net.parameters()["heads.t.b"][0] += 1.0
+    np.testing.assert_allclose(net.predict(X)["t"], before + 1.0)
+    net.parameters()["trunk.0.W"][...] = 0.0
+    net.parameters()["trunk.0.b"][...] = -1.0  # every hidden unit dead: outputs are the head biases
+    np.testing.assert_allclose(net.predict(X)["y"], np.exp(log_softmax(
+        np.tile(net.parameters()["heads.y.b"], (5, 1)))))
+
+
+def test_returned_gradients_are_copies_not_buffers():
+    rng = np.random.default_rng(0)
+    heads = {"y": Classify(3)}
+    net = random_net(rng, 3, (4,), heads)
+    X, targets = rng.standard_normal((6, 3)), random_targets(rng, heads, 6)
+    _, first = net.loss_and_gradients(X, targets)
+    kept = {k: v.copy() for k, v in first.items()}
+    net.loss_and_gradients(X * 2, targets)
+    for k in kept:
+        np.testing.assert_array_equal(first[k], kept[k])
+
+
+def test_same_seed_same_training_and_another_seed_differs():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 3)).astype(np.float32)
+    heads = {"y": Classify(3), "t": Regress(2)}
+    targets = random_targets(rng, heads, 40)
+
+    def trained(seed):
+        net = MultiTaskNet(3, (8, 8), heads, seed=seed)
+        history = net.fit(X, targets, epochs=5, batch_size=8, lr=0.05, momentum=0.9)
+        return net.flat_params.copy(), history
+
+    a, history_a = trained(7)
+    b, history_b = trained(7)
+    c, _ = trained(8)
+    np.testing.assert_array_equal(a, b)
+    assert history_a == history_b
+    assert not np.array_equal(a, c)
+    assert not np.array_equal(MultiTaskNet(3, (8,), heads, seed=1).flat_params,
+                              MultiTaskNet(3, (8,), heads, seed=2).flat_params)
+
+
+def load_iris():
+    with resources.files("tinymtl").joinpath("data/iris.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    X = np.array([[float(r[c]) for c in ("sepal_length", "sepal_width", "petal_length")] for r in rows])
+    classes = sorted({r["species"] for r in rows})
+    y = np.array([classes.index(r["species"]) for r in rows])
+    t = np.array([float(r["petal_width"]) for r in rows])
+    return X, y, t
+
+
+def test_fit_learns_iris_species_and_petal_width_jointly():
+    X, y, t = load_iris()
+    accuracies, errors = [], []
+    for split_seed in range(5):  # Iris without petal width: about 1 flower in 20 is ambiguous
+        order = np.random.default_rng(split_seed).permutation(len(y))
+        train, test = order[:105], order[105:]
+        mean, std = X[train].mean(axis=0), X[train].std(axis=0)
+        Xs = ((X - mean) / std).astype(np.float32)
+        net = MultiTaskNet(3, (16, 16), {"species": Classify(3), "petal_width": Regress(1)}, seed=0)
+        history = net.fit(Xs[train], {"species": y[train], "petal_width": t[train]},
+                          epochs=200, batch_size=16, lr=0.05)
+        assert len(history["species"]) == 200
+        assert history["species"][-1] < history["species"][0] / 4
+        out = net.predict(Xs[test])
+        assert out["species"].dtype == np.float32
+        accuracies.append(np.mean(out["species"].argmax(axis=1) == y[test]))
+        errors.append(np.sqrt(np.mean((out["petal_width"][:, 0] - t[test]) ** 2)))
+    assert np.mean(accuracies) >= 0.93 and min(accuracies) >= 0.88, accuracies
+    assert max(errors) <= 0.3, errors
+
+
+def test_rows_without_a_label_still_train_the_other_task():
+    X, y, t = load_iris()
+    Xs = ((X - X.mean(axis=0)) / X.std(axis=0)).astype(np.float32)
+    t_missing = t.copy()
+    t_missing[::2] = np.nan  # half the rows have no petal width
+    y_missing = y.copy()
+    y_missing[1::2] = -1     # the other half have no species
+    net = MultiTaskNet(3, (16, 16), {"species": Classify(3), "petal_width": Regress(1)}, seed=0)
+    net.fit(Xs, {"species": y_missing, "petal_width": t_missing}, epochs=150, lr=0.05)
+    out = net.predict(Xs)
+    assert np.mean(out["species"].argmax(axis=1) == y) > 0.9
+    assert np.sqrt(np.mean((out["petal_width"][:, 0] - t) ** 2)) < 0.3
+
+
+def test_fit_freezes_groups_and_gives_the_trunk_its_own_rate():
+    rng = np.random.default_rng(0)
+    heads = {"y": Classify(3), "t": Regress(1)}
+    X, targets = rng.standard_normal((30, 3)), random_targets(rng, heads, 30)
+    net = MultiTaskNet(3, (6,), heads, seed=0, dtype=np.float64)
+    trunk = {k: p.copy() for k, p in net.parameters().items() if k.startswith("trunk")}
+    head_t = net.parameters()["heads.t.W"].copy()
+    net.fit(X, targets, epochs=3, lr=0.1, momentum=0.9, weight_decay=0.1, freeze=["trunk", "t"])
+    params = net.parameters()
+    for k, p in trunk.items():
+        np.testing.assert_array_equal(params[k], p)
+    np.testing.assert_array_equal(params["heads.t.W"], head_t)
+    assert not np.array_equal(params["heads.y.W"], MultiTaskNet(3, (6,), heads, seed=0).parameters()["heads.y.W"])
+
+
+def test_divergence_raises_and_restores_the_parameters():
+    rng = np.random.default_rng(0)
+    net = MultiTaskNet(3, (8,), {"t": Regress(1)}, seed=0)
+    before = net.flat_params.copy()
+    X = rng.standard_normal((50, 3)).astype(np.float32)
+    with pytest.raises(tinymtl.TrainingDiverged, match="lower learning rate"):
+        net.fit(X, {"t": X[:, 0] * 1e6}, epochs=50, lr=10.0)
+    np.testing.assert_array_equal(net.flat_params, before)
+
+
+def test_early_stopping_restores_the_best_epoch():
+    rng = np.random.default_rng(0)
+    heads = {"y": Classify(2)}
+    X = rng.standard_normal((60, 3))
+    y = (X[:, 0] > 0).astype(int)
+    y_noisy = np.where(rng.random(60) < 0.4, 1 - y, y)  # overfit the noise
+    net = MultiTaskNet(3, (32, 32), heads, seed=0, dtype=np.float64)
+    history = net.fit(X[:30], {"y": y_noisy[:30]}, epochs=300, lr=0.2,
+                      validation=(X[30:], {"y": y[30:]}), patience=10)
+    best = int(np.argmin(history["val_y"]))
+    assert net.best_epoch == best + 1
+    assert net.task_losses(X[30:], {"y": y[30:]})["y"] == pytest.approx(history["val_y"][best])
+
+
+BAD_CALLS = [
+    (lambda: MultiTaskNet(3, (0,), {"y": Classify(2)}), "hidden"),
+    (lambda: MultiTaskNet(3, (4,), {"y": Classify(2)}, dtype=np.int32), "dtype"),
+    (lambda: MultiTaskNet(3, (4,), {}), "heads"),
+    (lambda: MultiTaskNet(0, (4,), {"y": Classify(2)}), "n_inputs"),
+]
+
+
+@pytest.mark.parametrize("call, word", BAD_CALLS)
+def test_bad_constructor_arguments_raise_value_error(call, word):
+    with pytest.raises(ValueError, match=word):
+        call()
+
+
+def bad_fit_cases():
+    X = np.zeros((4, 3))
+    good = {"y": np.array([0, 1, 2, 0]), "t": np.zeros(4)}
+    return [
+        (np.zeros((4, 2)), good, {}, r"X must have shape \(n, 3\), got \(4, 2\)"),
+        (np.zeros(3), good, {}, r"X must have shape"),
+        (np.array([[0, 0, np.inf]] * 4), good, {}, "non-finite"),
+        (X, {"y": good["y"]}, {}, r"missing \['t'\]"),
+        (X, {**good, "z": good["t"]}, {}, r"unknown \['z'\]"),
+        (X, {**good, "y": np.array([0, 1, 3, 0])}, {}, "class index 3"),
+        (X, {**good, "y": np.array([0, 1.5, 2, 0])}, {}, "integer class indices"),
+        (X, {**good, "y": np.array([0, 1, 2])}, {}, r"shape \(4,\)"),
+        (X, {**good, "t": np.zeros((4, 2))}, {}, r"shape \(4, 1\)"),
+        (X, good, {"lr": 0.0}, "lr"),
+        (X, good, {"lr": -1.0}, "lr"),
+        (X, good, {"epochs": 0}, "epochs"),
+        (X, good, {"batch_size": 0}, "batch_size"),
+    ]
+
+
+@pytest.mark.parametrize("X, targets, options, message", bad_fit_cases())
+def test_bad_fit_arguments_raise_value_error_and_change_nothing(X, targets, options, message):
+    net = MultiTaskNet(3, (4,), {"y": Classify(3), "t": Regress(1)}, seed=0)
+    before = net.flat_params.copy()
+    with pytest.raises(ValueError, match=message):
+        net.fit(X, targets, epochs=options.get("epochs", 2), lr=options.get("lr", 0.1),
+                batch_size=options.get("batch_size", 2))
+    np.testing.assert_array_equal(net.flat_params, before)

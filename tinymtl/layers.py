@@ -1,0 +1,70 @@
+"""Layers: forward and backward side by side.
+
+Every layer keeps what its backward pass needs from its forward pass (its *cache*) on ``self``.
+``forward`` and ``backward`` accept an optional ``out=`` array so the training loop can run in
+buffers made once; without it they allocate, which is what prediction and tests do.
+
+Shapes use the words ``batch``, ``n_in``, ``n_out``.
+"""
+
+import math
+
+import numpy as np
+
+
+class Dense:
+    """A fully connected layer: ``out = x @ W + b``.
+
+    Shapes: x (batch, n_in), W (n_in, n_out), b (n_out,), out (batch, n_out).
+
+    ``params`` and ``grads`` are dicts with the same keys ("W", "b"); an optimizer needs nothing
+    else. ``backward`` overwrites ``grads``, so there is no gradient to zero between steps.
+    """
+
+    def __init__(self, n_in, n_out, *, rng, dtype=np.float32):
+        std = math.sqrt(2.0 / n_in)  # He initialisation for ReLU; a Python float keeps float32
+        self.params = {"W": rng.standard_normal((n_in, n_out), dtype=dtype) * std,
+                       "b": np.zeros(n_out, dtype=dtype)}
+        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+        self.x = None  # cache: the input, needed for dL/dW
+
+    def forward(self, x, out=None):
+        """x (batch, n_in) -> out (batch, n_out)."""
+        self.x = x
+        out = np.matmul(x, self.params["W"], out=out)
+        out += self.params["b"]  # broadcast over the batch
+        return out
+
+    def backward(self, grad_out, out=None, *, need_grad_x=True):
+        """grad_out (batch, n_out) is dL/d(out); returns grad_x = dL/dx (batch, n_in).
+
+        dL/dW = x.T @ grad_out       (n_in, n_out): each weight sums its effect over the batch
+        dL/db = sum of grad_out rows (n_out,)
+        dL/dx = grad_out @ W.T       (batch, n_in)
+
+        ``need_grad_x=False`` skips the last product (the first layer's input is the data).
+        """
+        np.matmul(self.x.T, grad_out, out=self.grads["W"])
+        np.sum(grad_out, axis=0, out=self.grads["b"])
+        if not need_grad_x:
+            return None
+        return np.matmul(grad_out, self.params["W"].T, out=out)
+
+
+class ReLU:
+    """out = max(x, 0), element-wise. Shapes: x and out (batch, n)."""
+
+    def __init__(self):
+        self.mask = None  # cache: where x > 0, the only places a gradient passes
+
+    def forward(self, x, out=None, mask=None):
+        """x (batch, n) -> out (batch, n). ``mask`` is an optional bool buffer of x's shape."""
+        self.mask = np.greater(x, 0, out=mask)
+        return np.maximum(x, 0, out=out)  # a Python 0 keeps x's dtype
+
+    def backward(self, grad_out, out=None):
+        """grad_out (batch, n) -> grad_x (batch, n): grad_out where x > 0, else 0.
+
+        Writes a new array (or ``out``) and never edits ``grad_out``, which the caller may still need.
+        """
+        return np.multiply(grad_out, self.mask, out=out)

@@ -1,0 +1,389 @@
+"""MultiTaskNet: a shared trunk of Dense + ReLU layers and any number of named task heads.
+
+    x --Dense-ReLU-...-Dense-ReLU--> features --Dense--> logits of every head, side by side
+                                                          |-- species:     softmax cross-entropy
+                                                          |-- petal_width: mean squared error
+
+The heads share one Dense layer: its weight matrix holds every head's columns, so one matrix
+product serves every task, and each head reads (and writes the gradient of) its own columns.
+Because every head reads the same features, the gradient reaching the trunk is the *sum* of the
+heads' gradients: that sum is what makes the network multi-task.
+
+Every parameter lives in one flat vector (and every gradient in another), and the arrays that
+``parameters()`` returns are views of it. The optimizer can then update the whole network in one
+operation, and a group of layers (the trunk, the heads) is one contiguous slice.
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+from .heads import Classify, Regress
+from .layers import Dense, ReLU
+from .optim import SGD, ParamGroup
+from .errors import TrainingDiverged
+
+
+class _Buffers:
+    """Arrays for one batch's activations and gradients, made once and reused.
+
+    ``get`` returns a view of the first ``n_rows`` rows of an array that grows only when a larger
+    batch arrives, so after the first batch a training step allocates no array of batch size.
+    """
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+        self._arrays = {}
+
+    def get(self, name, n_rows, width, dtype=None):
+        array = self._arrays.get(name)
+        if array is None or array.shape[0] < n_rows:
+            array = self._arrays[name] = np.empty((n_rows, width), dtype=dtype or self.dtype)
+        return array[:n_rows]
+
+
+def _check_dtype(dtype):
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    return dtype
+
+
+class MultiTaskNet:
+    """A shared trunk with named task heads, trained jointly by backprop and SGD.
+
+    Parameters
+    ----------
+    n_inputs : int
+        Width of the input rows.
+    hidden : tuple of int
+        Widths of the trunk's hidden layers; ``()`` puts the heads straight on the inputs.
+    heads : dict of str -> Classify | Regress
+        The tasks, by name, in the order given.
+    seed : int, optional
+        Seeds the random streams for initialisation and shuffling (ignored when ``rng`` is given).
+    rng : numpy.random.Generator, optional
+        Source of both streams instead of ``seed``.
+    dtype : float32 (default) or float64
+        Every parameter, activation, gradient and output has this dtype.
+    loss_weights : dict of str -> float, optional
+        Weight of each task's mean loss in the total (1.0 for tasks not named).
+
+    The total loss is ``sum over tasks of loss_weights[task] * task's mean loss``.
+    """
+
+    def __init__(self, n_inputs, hidden=(16, 16), heads=None, *, seed=0, rng=None,
+                 dtype=np.float32, loss_weights=None):
+        self.dtype = _check_dtype(dtype)
+        if isinstance(n_inputs, bool) or not isinstance(n_inputs, numbers.Integral) or n_inputs < 1:
+            raise ValueError(f"n_inputs must be an integer >= 1, got {n_inputs!r}")
+        hidden = tuple(hidden)
+        for width in hidden:
+            if isinstance(width, bool) or not isinstance(width, numbers.Integral) or width < 1:
+                raise ValueError(f"hidden sizes must be integers >= 1, got {hidden!r}")
+        if not isinstance(heads, dict) or not heads:
+            raise ValueError("heads must be a non-empty dict of task name -> Classify(k) or Regress(k)")
+        for name, head in heads.items():
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"head names must be non-empty strings, got {name!r}")
+            if not isinstance(head, (Classify, Regress)):
+                raise ValueError(f'heads["{name}"] must be Classify(k) or Regress(k), got {head!r}')
+        self.n_inputs, self.hidden = int(n_inputs), tuple(int(w) for w in hidden)
+        self.heads = dict(heads)
+        self.loss_weights = self._check_loss_weights(loss_weights)
+        if rng is None:
+            if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+                raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+            self.seed = int(seed)
+            rng = np.random.default_rng(self.seed)
+        elif not isinstance(rng, np.random.Generator):
+            raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        else:
+            self.seed = None
+        # Two independent streams: adding a head changes the initial weights, not the batch order.
+        init_rng, self.shuffle_rng = rng.spawn(2)
+
+        widths = (self.n_inputs, *self.hidden)
+        self.trunk = [Dense(n_in, n_out, rng=init_rng, dtype=self.dtype)
+                      for n_in, n_out in zip(widths[:-1], widths[1:])]
+        self.relus = [ReLU() for _ in self.trunk]
+        self.columns = {}  # task name -> slice of the logits that belongs to that head
+        start = 0
+        for name, head in self.heads.items():
+            self.columns[name] = slice(start, start + head.n_outputs)
+            start += head.n_outputs
+        self.n_logits = start
+        self.head_layer = Dense(widths[-1], self.n_logits, rng=init_rng, dtype=self.dtype)
+        self._pack_parameters()
+        self._buffers = _Buffers(self.dtype)
+
+    # ----------------------------------------------------------------------------------------
+    # Parameters
+
+    def _pack_parameters(self):
+        """Move every layer's parameters and gradients into one flat vector each (views)."""
+        layers = [*self.trunk, self.head_layer]
+        total = sum(p.size for layer in layers for p in layer.params.values())
+        self.flat_params = np.empty(total, dtype=self.dtype)
+        self.flat_grads = np.zeros(total, dtype=self.dtype)
+        offset = 0
+        for layer in layers:
+            for key, value in layer.params.items():
+                size = value.size
+                view = self.flat_params[offset:offset + size].reshape(value.shape)
+                view[...] = value
+                layer.params[key] = view
+                layer.grads[key] = self.flat_grads[offset:offset + size].reshape(value.shape)
+                offset += size
+        self.n_trunk_params = sum(p.size for layer in self.trunk for p in layer.params.values())
+
+    def _named(self, which):
+        arrays = {}
+        for i, layer in enumerate(self.trunk):
+            for key in ("W", "b"):
+                arrays[f"trunk.{i}.{key}"] = getattr(layer, which)[key]
+        W, b = getattr(self.head_layer, which)["W"], getattr(self.head_layer, which)["b"]
+        for name, cols in self.columns.items():
+            arrays[f"heads.{name}.W"] = W[:, cols]  # (n_features, n_outputs of the head)
+            arrays[f"heads.{name}.b"] = b[cols]
+        return arrays
+
+    def parameters(self):
+        """{name: array} of the live parameters: editing one in place changes the network.
+
+        Names: ``trunk.{i}.W`` (n_in, n_out) and ``trunk.{i}.b`` (n_out,) for the i-th trunk layer,
+        ``heads.{task}.W`` (n_features, n_outputs) and ``heads.{task}.b`` (n_outputs,) per head.
+        """
+        return self._named("params")
+
+    def gradients(self):
+        """{name: array} of the gradients of the last backward pass, keyed like ``parameters()``.
+
+        These are live buffers that the next pass overwrites; ``loss_and_gradients`` returns copies.
+        """
+        return self._named("grads")
+
+    def param_groups(self, lr, *, trunk_lr=None, freeze=()):
+        """The optimizer's view of the parameters: a list of ParamGroup.
+
+        ``freeze`` names parameter groups that must not change: "trunk" and/or task names.
+        ``trunk_lr`` gives the trunk its own learning rate (for fine-tuning).
+        """
+        freeze = set(freeze)
+        unknown = freeze - {"trunk", *self.heads}
+        if unknown:
+            raise ValueError(f"freeze names unknown groups {sorted(unknown)}: expected 'trunk' "
+                             f"or task names {list(self.heads)}")
+        split = self.n_trunk_params
+        if not freeze and trunk_lr is None:
+            return [ParamGroup([self.flat_params], [self.flat_grads], lr)]
+        groups = []
+        if "trunk" not in freeze and split:
+            groups.append(ParamGroup([self.flat_params[:split]], [self.flat_grads[:split]],
+                                     lr if trunk_lr is None else trunk_lr))
+        trainable = [name for name in self.heads if name not in freeze]
+        if len(trainable) == len(self.heads):
+            groups.append(ParamGroup([self.flat_params[split:]], [self.flat_grads[split:]], lr))
+        elif trainable:
+            params, grads = self.parameters(), self.gradients()
+            keys = [f"heads.{name}.{k}" for name in trainable for k in ("W", "b")]
+            groups.append(ParamGroup([params[k] for k in keys], [grads[k] for k in keys], lr))
+        return groups
+
+    # ----------------------------------------------------------------------------------------
+    # Forward and backward
+
+    def _forward(self, x, buffers=None):
+        """x (batch, n_inputs) -> logits of every head side by side (batch, n_logits)."""
+        n_rows = x.shape[0]
+        h = x
+        for i, (dense, relu) in enumerate(zip(self.trunk, self.relus)):
+            width = dense.params["b"].shape[0]
+            z = dense.forward(h, out=buffers and buffers.get(f"trunk.{i}.out", n_rows, width))
+            mask = buffers and buffers.get(f"trunk.{i}.mask", n_rows, width, np.bool_)
+            h = relu.forward(z, out=z, mask=mask)  # in place: backward needs only the mask
+        return self.head_layer.forward(h, out=buffers and buffers.get("logits", n_rows, self.n_logits))
+
+    def _losses(self, logits, targets, buffers=None):
+        """Each head's mean loss on its own columns, and dL/dlogits for the weighted total.
+
+        logits (batch, n_logits) -> ({task: loss}, grad_logits (batch, n_logits)), where
+        L = sum over tasks of loss_weights[task] * loss[task].
+        """
+        grad_logits = (np.empty_like(logits) if buffers is None
+                       else buffers.get("grad_logits", *logits.shape))
+        losses = {}
+        for name, head in self.heads.items():
+            cols = self.columns[name]
+            losses[name], grad = head.loss(logits[:, cols], targets[name], out=grad_logits[:, cols])
+            weight = self.loss_weights[name]
+            if weight != 1.0:
+                grad *= weight  # dL/dlogits of this head = weight * d(loss[task])/dlogits
+        return losses, grad_logits
+
+    def _backward(self, grad_logits, buffers=None):
+        """Backpropagate dL/dlogits through the heads and the trunk, writing every gradient."""
+        n_rows = grad_logits.shape[0]
+
+        def grad_in(i, width):  # buffer for dL/d(input of layer i)
+            return buffers and buffers.get(f"grad_in.{i}", n_rows, width)
+
+        depth = len(self.trunk)
+        # The heads' input gradient already sums every task's contribution: the multi-task step.
+        grad_h = self.head_layer.backward(grad_logits, out=grad_in(depth, self.head_layer.x.shape[1]),
+                                          need_grad_x=depth > 0)
+        for i in reversed(range(depth)):
+            grad_z = self.relus[i].backward(grad_h, out=grad_h)  # we own grad_h: reuse it
+            grad_h = self.trunk[i].backward(grad_z, out=grad_in(i, self.trunk[i].x.shape[1]),
+                                            need_grad_x=i > 0)
+
+    def _weighted_total(self, losses):
+        return sum(self.loss_weights[name] * loss for name, loss in losses.items())
+
+    # ----------------------------------------------------------------------------------------
+    # Public API
+
+    def predict(self, X):
+        """X (n, n_inputs) -> {task: output}: class probabilities (n, k) or values (n, k)."""
+        x = self._check_inputs(X)
+        logits = self._forward(x)
+        return {name: head.output(logits[:, self.columns[name]]).copy()
+                for name, head in self.heads.items()}
+
+    def loss_and_gradients(self, X, targets):
+        """Total loss on (X, targets) and its gradient w.r.t. every array of ``parameters()``.
+
+        Returns (loss: float, {name: array}) with the names of ``parameters()``; the arrays are
+        copies, safe to keep.
+        """
+        x = self._check_inputs(X)
+        targets = self._check_targets(targets, x.shape[0])
+        losses, grad_logits = self._losses(self._forward(x), targets)
+        self._backward(grad_logits)
+        return self._weighted_total(losses), {k: g.copy() for k, g in self.gradients().items()}
+
+    def task_losses(self, X, targets):
+        """{task: mean loss} on (X, targets), unweighted; labelled entries only."""
+        x = self._check_inputs(X)
+        targets = self._check_targets(targets, x.shape[0])
+        return self._losses(self._forward(x), targets)[0]
+
+    def fit(self, X, targets, *, epochs=200, batch_size=16, lr=0.05, momentum=0.0,
+            nesterov=False, weight_decay=0.0, rng=None, freeze=(), trunk_lr=None,
+            validation=None, patience=None, callback=None):
+        """Train by mini-batch SGD; returns the per-epoch history {task: [mean training loss]}.
+
+        Rows are reshuffled every epoch from ``rng`` (by default the network's own shuffle stream,
+        so the same seed gives the same training). ``freeze`` and ``trunk_lr``: see
+        ``param_groups``. With ``validation=(X_val, targets_val)`` the history also holds
+        ``"val_<task>"`` lists; with ``patience`` as well, training stops when the validation loss
+        (the sum of the tasks' unweighted mean losses) has not improved for ``patience`` epochs,
+        and the best epoch's parameters are restored. ``callback(epoch, history)`` is called
+        after each epoch.
+
+        If the loss becomes NaN or infinite, the parameters are restored to what they were
+        before ``fit`` and TrainingDiverged (a ValueError) is raised.
+        """
+        x = self._check_inputs(X)
+        targets = self._check_targets(targets, x.shape[0])
+        for label, value in (("epochs", epochs), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{label} must be an integer >= 1, got {value!r}")
+        if patience is not None and (not isinstance(patience, numbers.Integral) or patience < 1):
+            raise ValueError(f"patience must be an integer >= 1, got {patience!r}")
+        if patience is not None and validation is None:
+            raise ValueError("patience needs validation=(X_val, targets_val)")
+        if validation is not None:
+            x_val = self._check_inputs(validation[0], "validation X")
+            targets_val = self._check_targets(validation[1], x_val.shape[0])
+        optimizer = SGD(self.param_groups(lr, trunk_lr=trunk_lr, freeze=freeze),
+                        momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+        rng = self.shuffle_rng if rng is None else rng
+
+        history = {name: [] for name in self.heads}
+        if validation is not None:
+            history.update({f"val_{name}": [] for name in self.heads})
+        start_params = self.flat_params.copy()
+        best_params, best_loss, best_epoch = None, math.inf, 0
+        n_rows = x.shape[0]
+        x_epoch = np.empty_like(x)
+        targets_epoch = {name: np.empty_like(t) for name, t in targets.items()}
+        buffers = self._buffers
+        # Overflow while diverging is expected: the finite-loss check below reports it.
+        with np.errstate(over="ignore", invalid="ignore"):
+            for epoch in range(1, epochs + 1):
+                order = rng.permutation(n_rows)  # one gather per epoch, then views
+                np.take(x, order, axis=0, out=x_epoch)
+                for name, t in targets.items():
+                    np.take(t, order, axis=0, out=targets_epoch[name])
+                sums = dict.fromkeys(self.heads, 0.0)
+                for start in range(0, n_rows, batch_size):
+                    stop = min(start + batch_size, n_rows)
+                    batch_targets = {name: t[start:stop] for name, t in targets_epoch.items()}
+                    losses, grad_logits = self._losses(self._forward(x_epoch[start:stop], buffers),
+                                                       batch_targets, buffers)
+                    total = self._weighted_total(losses)
+                    if not math.isfinite(total):
+                        self.flat_params[...] = start_params
+                        raise TrainingDiverged(
+                            f"training diverged in epoch {epoch}: the loss became {total}; "
+                            f"try a lower learning rate than lr={lr}")
+                    self._backward(grad_logits, buffers)
+                    optimizer.step()
+                    for name, loss in losses.items():
+                        sums[name] += loss * (stop - start)
+                for name in self.heads:
+                    history[name].append(sums[name] / n_rows)
+                if validation is not None:
+                    val_losses = self.task_losses(x_val, targets_val)
+                    for name, loss in val_losses.items():
+                        history[f"val_{name}"].append(loss)
+                    val_total = sum(val_losses.values())
+                    if patience is not None:
+                        if val_total < best_loss:
+                            best_loss, best_epoch, best_params = val_total, epoch, self.flat_params.copy()
+                        elif epoch - best_epoch >= patience:
+                            break
+                if callback is not None:
+                    callback(epoch, history)
+        if best_params is not None:
+            self.flat_params[...] = best_params
+            self.best_epoch = best_epoch
+        return history
+
+    # ----------------------------------------------------------------------------------------
+    # Checking what the caller gave us
+
+    def _check_inputs(self, X, label="X"):
+        x = np.asarray(X)
+        if x.ndim != 2 or x.shape[1] != self.n_inputs:
+            raise ValueError(f"{label} must have shape (n, {self.n_inputs}), got {x.shape}")
+        if x.dtype.kind not in "iuf":
+            raise ValueError(f"{label} must be numeric, got dtype {x.dtype}")
+        x = x.astype(self.dtype, copy=False)  # converted once; float32 stays float32
+        if not np.isfinite(x).all():
+            row, col = np.argwhere(~np.isfinite(x))[0]
+            raise ValueError(f"{label} holds a non-finite value {x[row, col]} at row {row}, column {col}")
+        return x
+
+    def _check_targets(self, targets, n_rows):
+        if not isinstance(targets, dict):
+            raise ValueError(f"targets must be a dict of task name -> array, got {type(targets).__name__}")
+        missing = [name for name in self.heads if name not in targets]
+        unknown = [name for name in targets if name not in self.heads]
+        if missing or unknown:
+            raise ValueError(f"targets must have exactly the tasks {list(self.heads)}: "
+                             f"missing {missing}, unknown {unknown}")
+        return {name: head.check_target(name, targets[name], n_rows, self.dtype)
+                for name, head in self.heads.items()}
+
+    def _check_loss_weights(self, loss_weights):
+        weights = dict.fromkeys(self.heads, 1.0)
+        for name, weight in (loss_weights or {}).items():
+            if name not in self.heads:
+                raise ValueError(f"loss_weights names unknown task {name!r}: tasks are {list(self.heads)}")
+            if not isinstance(weight, numbers.Real) or not (math.isfinite(weight) and weight >= 0):
+                raise ValueError(f'loss_weights["{name}"] must be a finite number >= 0, got {weight!r}')
+            weights[name] = float(weight)
+        return weights

@@ -1,0 +1,73 @@
+"""Stochastic gradient descent: updates parameters in place.
+
+The optimizer sees parameter *groups*: lists of parameter arrays, the matching gradient arrays,
+and a learning rate per group. A frozen parameter is simply one that is in no group, so it gets
+no update, no momentum and no weight decay.
+"""
+
+import numpy as np
+
+
+class ParamGroup:
+    """Parameters that share a learning rate: ``params`` and ``grads`` are lists of live arrays."""
+
+    def __init__(self, params, grads, lr):
+        if len(params) != len(grads) or any(p.shape != g.shape for p, g in zip(params, grads)):
+            raise ValueError("each parameter needs a gradient array of its own shape")
+        self.params, self.grads, self.lr = list(params), list(grads), float(lr)
+
+
+class SGD:
+    """SGD with optional momentum, Nesterov momentum and L2 weight decay (PyTorch's convention).
+
+        d = g + weight_decay * p
+        v = momentum * v + d                      (v starts at 0)
+        d = d + momentum * v   if nesterov, else  d = v     (only when momentum > 0)
+        p = p - lr * d
+
+    All arrays are written in place, so every reference to a parameter sees the update. State
+    (velocity, scratch) is allocated once, here, never per step.
+    """
+
+    def __init__(self, groups, *, momentum=0.0, nesterov=False, weight_decay=0.0):
+        for group in groups:
+            if not (group.lr > 0 and np.isfinite(group.lr)):
+                raise ValueError(f"lr must be a finite number > 0, got {group.lr!r}")
+        if not (0.0 <= momentum < 1.0):
+            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        if nesterov and momentum == 0:
+            raise ValueError("nesterov=True needs momentum > 0")
+        if not (weight_decay >= 0 and np.isfinite(weight_decay)):
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
+        self.groups = list(groups)
+        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+        self.weight_decay = float(weight_decay)
+        self._update = [[np.zeros_like(p) for p in g.params] for g in self.groups]
+        self._velocity = [[np.zeros_like(p) if momentum else None for p in g.params]
+                          for g in self.groups]
+        self._lookahead = [[np.zeros_like(p) if nesterov else None for p in g.params]
+                           for g in self.groups]
+
+    def step(self):
+        """Apply one update to every parameter of every group, using the current gradients."""
+        mu, decay = self.momentum, self.weight_decay
+        for group, updates, velocities, lookaheads in zip(
+                self.groups, self._update, self._velocity, self._lookahead):
+            for p, g, update, velocity, lookahead in zip(
+                    group.params, group.grads, updates, velocities, lookaheads):
+                direction = g
+                if decay:
+                    np.multiply(p, decay, out=update)
+                    update += g
+                    direction = update
+                if mu:
+                    velocity *= mu
+                    velocity += direction
+                    if self.nesterov:
+                        np.multiply(velocity, mu, out=lookahead)
+                        lookahead += direction
+                        direction = lookahead
+                    else:
+                        direction = velocity
+                np.multiply(direction, group.lr, out=update)
+                p -= update
