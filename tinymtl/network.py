@@ -19,10 +19,11 @@ import numbers
 
 import numpy as np
 
+from . import checkpoint
+from .errors import TrainingDiverged
 from .heads import Classify, Regress
 from .layers import Dense, ReLU
 from .optim import SGD, ParamGroup
-from .errors import TrainingDiverged
 
 
 class _Buffers:
@@ -351,6 +352,41 @@ class MultiTaskNet:
             self.flat_params[...] = best_params
             self.best_epoch = best_epoch
         return history
+
+    # ----------------------------------------------------------------------------------------
+    # Saving, loading and transfer
+
+    def save(self, path):
+        """Save parameters and architecture: safetensors for a ``.safetensors`` path, else npz."""
+        if str(path).endswith(".safetensors"):
+            checkpoint.save_safetensors(self, path)
+        else:
+            checkpoint.save_network(self, path)
+
+    @classmethod
+    def load(cls, path, heads=None):
+        """Load a network saved by ``save`` (npz or safetensors), a command-line model file, or
+        a PyTorch MLP saved with safetensors under tinymtl's tensor names; for a file without
+        tinymtl metadata, ``heads`` names each head's kind, as in ``{"y": "classify"}``."""
+        return checkpoint.load_network(path, heads)
+
+    def with_heads(self, heads=None, *, keep=(), seed=0, rng=None):
+        """A new network with a copy of this trunk, the heads named in ``keep`` (weights copied)
+        and fresh ``heads`` ({name: Classify | Regress}); dropped heads are those not kept."""
+        heads = dict(heads or {})
+        unknown = [name for name in keep if name not in self.heads]
+        clash = [name for name in heads if name in keep]
+        if unknown or clash:
+            raise ValueError(f"keep names unknown heads {unknown} or heads already kept {clash}; "
+                             f"this network's heads are {list(self.heads)}")
+        all_heads = {**{name: self.heads[name] for name in keep}, **heads}
+        net = MultiTaskNet(self.n_inputs, self.hidden, all_heads, seed=seed, rng=rng, dtype=self.dtype,
+                           loss_weights={n: w for n, w in self.loss_weights.items() if n in keep})
+        source, target = self.parameters(), net.parameters()
+        for name in target:
+            if name.startswith("trunk.") or name.split(".")[1] in keep:
+                target[name][...] = source[name]
+        return net
 
     # ----------------------------------------------------------------------------------------
     # Checking what the caller gave us
