@@ -45,26 +45,31 @@ class Dense:
         ``need_grad_x=False`` skips the last product (the first layer's input is the data).
         """
         np.matmul(self.x.T, grad_out, out=self.grads["W"])
-        np.sum(grad_out, axis=0, out=self.grads["b"])
+        np.add.reduce(grad_out, axis=0, out=self.grads["b"])  # np.sum without its Python wrapper
         if not need_grad_x:
             return None
         return np.matmul(grad_out, self.params["W"].T, out=out)
 
 
 class ReLU:
-    """out = max(x, 0), element-wise. Shapes: x and out (batch, n)."""
+    """out = max(x, 0), element-wise, written as out = x * slope with slope = 1 where x > 0, else 0.
+
+    Shapes: x, out and slope (batch, n). The slope is also d(out)/dx, so it is the cache.
+    """
 
     def __init__(self):
-        self.mask = None  # cache: where x > 0, the only places a gradient passes
+        self.slope = None  # cache: 1.0 where x > 0, 0.0 elsewhere
 
-    def forward(self, x, out=None, mask=None):
-        """x (batch, n) -> out (batch, n). ``mask`` is an optional bool buffer of x's shape."""
-        self.mask = np.greater(x, 0, out=mask)
-        return np.maximum(x, 0, out=out)  # a Python 0 keeps x's dtype
+    def forward(self, x, out=None, slope=None):
+        """x (batch, n) -> out (batch, n). ``slope`` is an optional buffer of x's shape and dtype."""
+        if slope is None:
+            slope = np.empty_like(x)
+        self.slope = np.greater(x, 0, out=slope, casting="unsafe")  # True -> 1.0, False -> 0.0
+        return np.multiply(x, self.slope, out=out)  # (faster than np.maximum, which checks NaNs)
 
     def backward(self, grad_out, out=None):
         """grad_out (batch, n) -> grad_x (batch, n): grad_out where x > 0, else 0.
 
         Writes a new array (or ``out``) and never edits ``grad_out``, which the caller may still need.
         """
-        return np.multiply(grad_out, self.mask, out=out)
+        return np.multiply(grad_out, self.slope, out=out)

@@ -8,6 +8,8 @@ this task". Such entries add nothing to the loss and get a zero gradient, and th
 over the labelled entries only. With no labelled entry at all the loss is 0 and so is the gradient.
 """
 
+import math
+
 import numpy as np
 
 
@@ -17,8 +19,9 @@ def log_softmax(logits, out=None):
     log softmax(z)_j = z_j - log sum_l exp(z_l). Subtracting the row maximum first (the log-sum-exp
     trick) keeps every exp(.) <= 1, so logits of any size give finite results.
     """
-    out = np.subtract(logits, logits.max(axis=1, keepdims=True), out=out)
-    out -= np.log(np.exp(out).sum(axis=1, keepdims=True))
+    # np.maximum.reduce and np.add.reduce are max() and sum() without their Python wrappers.
+    out = np.subtract(logits, np.maximum.reduce(logits, axis=1, keepdims=True), out=out)
+    out -= np.log(np.add.reduce(np.exp(out), axis=1, keepdims=True))
     return out
 
 
@@ -35,34 +38,41 @@ def softmax_cross_entropy(logits, labels, *, class_weights=None, out=None):
     The softmax Jacobian and the derivative of the log cancel, which is why the gradient is so
     simple and why the two are one function. The weighted mean is PyTorch's ``cross_entropy``
     convention with ``weight=``.
+
+    Stability (the log-sum-exp trick): with m_i = max_j z_ij and s_i = sum_j exp(z_ij - m_i),
+    every exp(.) is <= 1 and s_i is in [1, k], so
+        -log softmax(z_i)[y] = m_i + log s_i - z_iy     is finite for logits of any size.
     """
     n_rows = logits.shape[0]
     rows = np.arange(n_rows)
+    # np.maximum.reduce and np.add.reduce are max() and sum() without their Python wrappers.
+    row_max = np.maximum.reduce(logits, axis=1, keepdims=True)       # m (batch, 1)
+    grad_logits = np.subtract(logits, row_max, out=out)
+    np.exp(grad_logits, out=grad_logits)                             # exp(z - m), each <= 1
+    row_sum = np.add.reduce(grad_logits, axis=1, keepdims=True)      # s (batch, 1)
+    grad_logits /= row_sum                                           # softmax(z)
+
+    if class_weights is None and n_rows and np.minimum.reduce(labels) >= 0:  # all labelled
+        true_logit = logits[rows, labels]                            # z_iy (batch,)
+        loss = float(np.add.reduce(row_max, axis=None) + np.add.reduce(np.log(row_sum), axis=None)
+                     - np.add.reduce(true_logit)) / n_rows
+        grad_logits[rows, labels] -= 1.0                             # softmax - onehot
+        grad_logits /= n_rows
+        return loss, grad_logits
+
     labelled = labels >= 0
-    fully_labelled = class_weights is None and bool(labelled.all())
-    safe_labels = labels if fully_labelled else np.where(labelled, labels, 0)
-
-    log_probs = log_softmax(logits, out=out)  # (batch, k); becomes the gradient below
-    picked = log_probs[rows, safe_labels]     # (batch,) log-probability of the true class
-    if fully_labelled:
-        row_weights, total_weight = None, n_rows
-        loss = -float(picked.sum()) / n_rows
-    else:
-        row_weights = labelled.astype(logits.dtype)
-        if class_weights is not None:
-            row_weights *= np.asarray(class_weights, dtype=logits.dtype)[safe_labels]
-        total_weight = float(row_weights.sum())
-        loss = -float(picked @ row_weights) / total_weight if total_weight > 0 else 0.0
-
-    grad_logits = np.exp(log_probs, out=log_probs)  # softmax
-    grad_logits[rows, safe_labels] -= 1.0            # softmax - onehot
-    if row_weights is None:
-        grad_logits /= total_weight
-    elif total_weight > 0:
-        grad_logits *= (row_weights / total_weight)[:, None]
-    else:
+    safe_labels = np.where(labelled, labels, 0)
+    row_weights = labelled.astype(logits.dtype)                      # r (batch,)
+    if class_weights is not None:
+        row_weights *= np.asarray(class_weights, dtype=logits.dtype)[safe_labels]
+    total_weight = float(np.add.reduce(row_weights))
+    row_loss = row_max[:, 0] + np.log(row_sum[:, 0]) - logits[rows, safe_labels]
+    grad_logits[rows, safe_labels] -= 1.0
+    if total_weight == 0:
         grad_logits[...] = 0
-    return loss, grad_logits
+        return 0.0, grad_logits
+    grad_logits *= (row_weights / total_weight)[:, None]
+    return float(row_loss @ row_weights) / total_weight, grad_logits
 
 
 def mse(pred, target, *, out=None):
@@ -78,10 +88,10 @@ def mse(pred, target, *, out=None):
     """
     diff = np.subtract(pred, target, out=out)  # (batch, k); becomes the gradient below
     n_labelled = diff.size
-    missing = np.isnan(target)
-    if missing.any():
+    if math.isnan(np.add.reduce(diff, axis=None)):  # one cheap test before looking for NaNs
+        missing = np.isnan(target)
         diff[missing] = 0
-        n_labelled -= int(missing.sum())
+        n_labelled -= int(np.add.reduce(missing, axis=None))
     if n_labelled == 0:
         return 0.0, diff
     loss = float(np.einsum("ij,ij->", diff, diff)) / n_labelled

@@ -26,22 +26,22 @@ from .layers import Dense, ReLU
 from .optim import SGD, ParamGroup
 
 
-class _Buffers:
-    """Arrays for one batch's activations and gradients, made once and reused.
+class _Workspace:
+    """The arrays of one batch size's forward and backward pass, made once and reused.
 
-    ``get`` returns a view of the first ``n_rows`` rows of an array that grows only when a larger
-    batch arrives, so after the first batch a training step allocates no array of batch size.
+    A training step writes every activation and activation gradient into these, so after the
+    first batch of each size it allocates no array of batch size. Names, for hidden layer i:
+    ``hidden[i]`` its output h_i (ReLU applied in place), ``slope[i]`` the ReLU's slope (1 where
+    the pre-activation was > 0, else 0), ``grad_hidden[i]`` dL/dh_i; then the logits of every
+    head and dL/dlogits.
     """
 
-    def __init__(self, dtype):
-        self.dtype = dtype
-        self._arrays = {}
-
-    def get(self, name, n_rows, width, dtype=None):
-        array = self._arrays.get(name)
-        if array is None or array.shape[0] < n_rows:
-            array = self._arrays[name] = np.empty((n_rows, width), dtype=dtype or self.dtype)
-        return array[:n_rows]
+    def __init__(self, n_rows, hidden, n_logits, dtype):
+        self.hidden = [np.empty((n_rows, width), dtype) for width in hidden]
+        self.slope = [np.empty((n_rows, width), dtype) for width in hidden]
+        self.grad_hidden = [np.empty((n_rows, width), dtype) for width in hidden]
+        self.logits = np.empty((n_rows, n_logits), dtype)
+        self.grad_logits = np.empty((n_rows, n_logits), dtype)
 
 
 def _check_dtype(dtype):
@@ -117,7 +117,7 @@ class MultiTaskNet:
         self.n_logits = start
         self.head_layer = Dense(widths[-1], self.n_logits, rng=init_rng, dtype=self.dtype)
         self._pack_parameters()
-        self._buffers = _Buffers(self.dtype)
+        self._workspaces = {}  # batch size -> _Workspace
 
     # ----------------------------------------------------------------------------------------
     # Parameters
@@ -195,25 +195,33 @@ class MultiTaskNet:
     # ----------------------------------------------------------------------------------------
     # Forward and backward
 
-    def _forward(self, x, buffers=None):
-        """x (batch, n_inputs) -> logits of every head side by side (batch, n_logits)."""
-        n_rows = x.shape[0]
+    def _workspace(self, n_rows):
+        workspace = self._workspaces.get(n_rows)
+        if workspace is None:
+            if len(self._workspaces) > 4:  # a full batch and a last partial one are the usual pair
+                self._workspaces.clear()
+            workspace = self._workspaces[n_rows] = _Workspace(n_rows, self.hidden, self.n_logits,
+                                                              self.dtype)
+        return workspace
+
+    def _forward(self, x, ws=None):
+        """x (batch, n_inputs) -> logits of every head side by side (batch, n_logits).
+
+        With a workspace ``ws`` every array is written into it; without, arrays are allocated.
+        """
         h = x
         for i, (dense, relu) in enumerate(zip(self.trunk, self.relus)):
-            width = dense.params["b"].shape[0]
-            z = dense.forward(h, out=buffers and buffers.get(f"trunk.{i}.out", n_rows, width))
-            mask = buffers and buffers.get(f"trunk.{i}.mask", n_rows, width, np.bool_)
-            h = relu.forward(z, out=z, mask=mask)  # in place: backward needs only the mask
-        return self.head_layer.forward(h, out=buffers and buffers.get("logits", n_rows, self.n_logits))
+            z = dense.forward(h, out=ws and ws.hidden[i])
+            h = relu.forward(z, out=z, slope=ws and ws.slope[i])  # in place: backward needs only the slope
+        return self.head_layer.forward(h, out=ws and ws.logits)
 
-    def _losses(self, logits, targets, buffers=None):
+    def _losses(self, logits, targets, ws=None):
         """Each head's mean loss on its own columns, and dL/dlogits for the weighted total.
 
         logits (batch, n_logits) -> ({task: loss}, grad_logits (batch, n_logits)), where
         L = sum over tasks of loss_weights[task] * loss[task].
         """
-        grad_logits = (np.empty_like(logits) if buffers is None
-                       else buffers.get("grad_logits", *logits.shape))
+        grad_logits = np.empty_like(logits) if ws is None else ws.grad_logits
         losses = {}
         for name, head in self.heads.items():
             cols = self.columns[name]
@@ -223,20 +231,15 @@ class MultiTaskNet:
                 grad *= weight  # dL/dlogits of this head = weight * d(loss[task])/dlogits
         return losses, grad_logits
 
-    def _backward(self, grad_logits, buffers=None):
+    def _backward(self, grad_logits, ws=None):
         """Backpropagate dL/dlogits through the heads and the trunk, writing every gradient."""
-        n_rows = grad_logits.shape[0]
-
-        def grad_in(i, width):  # buffer for dL/d(input of layer i)
-            return buffers and buffers.get(f"grad_in.{i}", n_rows, width)
-
         depth = len(self.trunk)
-        # The heads' input gradient already sums every task's contribution: the multi-task step.
-        grad_h = self.head_layer.backward(grad_logits, out=grad_in(depth, self.head_layer.x.shape[1]),
+        # dL/d(features) sums every task's contribution: the multi-task step.
+        grad_h = self.head_layer.backward(grad_logits, out=ws and depth and ws.grad_hidden[depth - 1],
                                           need_grad_x=depth > 0)
         for i in reversed(range(depth)):
             grad_z = self.relus[i].backward(grad_h, out=grad_h)  # we own grad_h: reuse it
-            grad_h = self.trunk[i].backward(grad_z, out=grad_in(i, self.trunk[i].x.shape[1]),
+            grad_h = self.trunk[i].backward(grad_z, out=ws and i and ws.grad_hidden[i - 1],
                                             need_grad_x=i > 0)
 
     def _weighted_total(self, losses):
@@ -310,7 +313,6 @@ class MultiTaskNet:
         n_rows = x.shape[0]
         x_epoch = np.empty_like(x)
         targets_epoch = {name: np.empty_like(t) for name, t in targets.items()}
-        buffers = self._buffers
         # Overflow while diverging is expected: the finite-loss check below reports it.
         with np.errstate(over="ignore", invalid="ignore"):
             for epoch in range(1, epochs + 1):
@@ -322,15 +324,16 @@ class MultiTaskNet:
                 for start in range(0, n_rows, batch_size):
                     stop = min(start + batch_size, n_rows)
                     batch_targets = {name: t[start:stop] for name, t in targets_epoch.items()}
-                    losses, grad_logits = self._losses(self._forward(x_epoch[start:stop], buffers),
-                                                       batch_targets, buffers)
+                    ws = self._workspace(stop - start)
+                    losses, grad_logits = self._losses(self._forward(x_epoch[start:stop], ws),
+                                                       batch_targets, ws)
                     total = self._weighted_total(losses)
                     if not math.isfinite(total):
                         self.flat_params[...] = start_params
                         raise TrainingDiverged(
                             f"training diverged in epoch {epoch}: the loss became {total}; "
                             f"try a lower learning rate than lr={lr}")
-                    self._backward(grad_logits, buffers)
+                    self._backward(grad_logits, ws)
                     optimizer.step()
                     for name, loss in losses.items():
                         sums[name] += loss * (stop - start)
