@@ -48,8 +48,10 @@ def test_whole_network_gradients_match_central_differences(hidden, missing):
 def test_weighted_task_losses_pass_the_gradient_check():
     rng = np.random.default_rng(3)
     heads = {"a": Classify(3, class_weights=(1.0, 2.5, 0.5)), "b": Regress(2)}
-    net = random_net(rng, 3, (5,), heads)
-    net.loss_weights.update(a=0.3, b=2.0)
+    net = tinymtl.MultiTaskNet(3, (5,), heads, rng=rng, dtype=np.float64, loss_weights={"a": 0.3, "b": 2.0})
+    for name, p in net.parameters().items():
+        if name.endswith(".b"):
+            p[...] = rng.normal(0, 0.5, p.shape)
     targets = random_targets(rng, heads, 8, missing=0.2)
     results = check_network(net, rng.standard_normal((8, 3)), targets)
     assert max(error for _, _, error in results.values()) < 1e-7

@@ -99,7 +99,8 @@ def network_meta(net):
         if getattr(head, "class_weights", None) is not None:
             heads[name]["class_weights"] = list(head.class_weights)
     return {"n_inputs": net.n_inputs, "hidden": list(net.hidden), "heads": heads,
-            "dtype": net.dtype.name, "seed": net.seed, "loss_weights": dict(net.loss_weights)}
+            "dtype": net.dtype.name, "seed": net.seed, "loss_weights": dict(net.loss_weights),
+            "weighting": net.weighting.describe()}
 
 
 def network_from_arrays(description, arrays, source):
@@ -109,9 +110,13 @@ def network_from_arrays(description, arrays, source):
     try:
         heads = {name: head_from_kind(h["kind"], h["n_outputs"], h.get("class_weights"))
                  for name, h in description["heads"].items()}
+        weighting = description.get("weighting") or {"method": "fixed"}
         net = MultiTaskNet(description["n_inputs"], tuple(description["hidden"]), heads,
                            seed=description.get("seed") or 0, dtype=description.get("dtype", "float32"),
-                           loss_weights=description.get("loss_weights"))
+                           loss_weights=description.get("loss_weights"),
+                           weighting=weighting["method"], weighting_options=weighting.get("options"))
+        if "weights" in weighting:
+            net.weighting.restore(weighting)
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise CheckpointError(f"{source}: invalid network description ({err})") from None
     set_parameters(net, arrays, source)
@@ -176,8 +181,10 @@ def to_torch_layout(net):
         group, key = name.rsplit(".", 1)
         if key == "W":
             tensors[f"{group}.weight"] = np.ascontiguousarray(array.T)  # (n_in, n_out) -> (out, in)
-        else:
+        elif key == "b":
             tensors[f"{group}.bias"] = np.ascontiguousarray(array)
+        else:
+            tensors[name] = np.ascontiguousarray(array)  # e.g. weighting.{task}.log_var
     return tensors
 
 
@@ -191,7 +198,7 @@ def from_torch_layout(tensors):
         elif key == "bias":
             arrays[f"{group}.b"] = array
         else:
-            arrays[name] = array  # reported as unexpected by set_parameters
+            arrays[name] = array  # weighting parameters; anything else is reported as unexpected
     return arrays
 
 

@@ -24,6 +24,7 @@ from .errors import TrainingDiverged
 from .heads import Classify, Regress
 from .layers import Dense, ReLU
 from .optim import SGD, ParamGroup
+from .weighting import make_weighting, project_conflicts
 
 
 class _Workspace:
@@ -70,12 +71,15 @@ class MultiTaskNet:
         Every parameter, activation, gradient and output has this dtype.
     loss_weights : dict of str -> float, optional
         Weight of each task's mean loss in the total (1.0 for tasks not named).
+    weighting : "fixed" (default), "uncertainty", "gradnorm", "dwa" or "pcgrad"
+        How the tasks' losses combine (see ``tinymtl.weighting``); ``weighting_options`` passes
+        a method's settings: GradNorm's ``alpha`` and ``weight_lr``, DWA's ``temperature``.
 
-    The total loss is ``sum over tasks of loss_weights[task] * task's mean loss``.
+    With fixed weights the total loss is ``sum over tasks of loss_weights[task] * task's mean loss``.
     """
 
     def __init__(self, n_inputs, hidden=(16, 16), heads=None, *, seed=0, rng=None,
-                 dtype=np.float32, loss_weights=None):
+                 dtype=np.float32, loss_weights=None, weighting="fixed", weighting_options=None):
         self.dtype = _check_dtype(dtype)
         if isinstance(n_inputs, bool) or not isinstance(n_inputs, numbers.Integral) or n_inputs < 1:
             raise ValueError(f"n_inputs must be an integer >= 1, got {n_inputs!r}")
@@ -102,8 +106,10 @@ class MultiTaskNet:
             raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
         else:
             self.seed = None
-        # Two independent streams: adding a head changes the initial weights, not the batch order.
-        init_rng, self.shuffle_rng = rng.spawn(2)
+        # Independent streams: adding a head changes the initial weights, not the batch order.
+        init_rng, self.shuffle_rng, surgery_rng = rng.spawn(3)
+        self.weighting = make_weighting(weighting, self.heads, self.loss_weights,
+                                        weighting_options, rng=surgery_rng)
 
         widths = (self.n_inputs, *self.hidden)
         self.trunk = [Dense(n_in, n_out, rng=init_rng, dtype=self.dtype)
@@ -123,11 +129,17 @@ class MultiTaskNet:
     # Parameters
 
     def _pack_parameters(self):
-        """Move every layer's parameters and gradients into one flat vector each (views)."""
+        """Move every parameter and gradient into one flat vector each (views into it).
+
+        Layout: [trunk layers | the heads' layer | the weighting's own parameters, if any], so
+        each group is one contiguous slice: ``self.groups[name]`` is that slice.
+        """
         layers = [*self.trunk, self.head_layer]
-        total = sum(p.size for layer in layers for p in layer.params.values())
-        self.flat_params = np.empty(total, dtype=self.dtype)
-        self.flat_grads = np.zeros(total, dtype=self.dtype)
+        sizes = [sum(p.size for layer in self.trunk for p in layer.params.values()),
+                 sum(p.size for p in self.head_layer.params.values()),
+                 len(self.weighting.parameter_names)]
+        self.flat_params = np.empty(sum(sizes), dtype=self.dtype)
+        self.flat_grads = np.zeros(sum(sizes), dtype=self.dtype)
         offset = 0
         for layer in layers:
             for key, value in layer.params.items():
@@ -137,7 +149,16 @@ class MultiTaskNet:
                 layer.params[key] = view
                 layer.grads[key] = self.flat_grads[offset:offset + size].reshape(value.shape)
                 offset += size
-        self.n_trunk_params = sum(p.size for layer in self.trunk for p in layer.params.values())
+        self.weighting_params, self.weighting_grads = {}, {}
+        for name in self.weighting.parameter_names:  # one (1,) array each, starting at 0
+            self.flat_params[offset] = 0
+            self.weighting_params[name] = self.flat_params[offset:offset + 1]
+            self.weighting_grads[name] = self.flat_grads[offset:offset + 1]
+            offset += 1
+        self.weighting.bind(self.weighting_params, self.weighting_grads)
+        trunk_end, heads_end = sizes[0], sizes[0] + sizes[1]
+        self.groups = {"trunk": slice(0, trunk_end), "heads": slice(trunk_end, heads_end),
+                       "weighting": slice(heads_end, None)}
 
     def _named(self, which):
         arrays = {}
@@ -148,13 +169,15 @@ class MultiTaskNet:
         for name, cols in self.columns.items():
             arrays[f"heads.{name}.W"] = W[:, cols]  # (n_features, n_outputs of the head)
             arrays[f"heads.{name}.b"] = b[cols]
+        arrays.update(self.weighting_params if which == "params" else self.weighting_grads)
         return arrays
 
     def parameters(self):
         """{name: array} of the live parameters: editing one in place changes the network.
 
         Names: ``trunk.{i}.W`` (n_in, n_out) and ``trunk.{i}.b`` (n_out,) for the i-th trunk layer,
-        ``heads.{task}.W`` (n_features, n_outputs) and ``heads.{task}.b`` (n_outputs,) per head.
+        ``heads.{task}.W`` (n_features, n_outputs) and ``heads.{task}.b`` (n_outputs,) per head,
+        and with uncertainty weighting ``weighting.{task}.log_var`` (1,) per task.
         """
         return self._named("params")
 
@@ -176,20 +199,22 @@ class MultiTaskNet:
         if unknown:
             raise ValueError(f"freeze names unknown groups {sorted(unknown)}: expected 'trunk' "
                              f"or task names {list(self.heads)}")
-        split = self.n_trunk_params
         if not freeze and trunk_lr is None:
             return [ParamGroup([self.flat_params], [self.flat_grads], lr)]
+        trunk, heads, weighting = (self.groups[k] for k in ("trunk", "heads", "weighting"))
         groups = []
-        if "trunk" not in freeze and split:
-            groups.append(ParamGroup([self.flat_params[:split]], [self.flat_grads[:split]],
+        if "trunk" not in freeze and self.flat_params[trunk].size:
+            groups.append(ParamGroup([self.flat_params[trunk]], [self.flat_grads[trunk]],
                                      lr if trunk_lr is None else trunk_lr))
         trainable = [name for name in self.heads if name not in freeze]
         if len(trainable) == len(self.heads):
-            groups.append(ParamGroup([self.flat_params[split:]], [self.flat_grads[split:]], lr))
+            groups.append(ParamGroup([self.flat_params[heads]], [self.flat_grads[heads]], lr))
         elif trainable:
             params, grads = self.parameters(), self.gradients()
             keys = [f"heads.{name}.{k}" for name in trainable for k in ("W", "b")]
             groups.append(ParamGroup([params[k] for k in keys], [grads[k] for k in keys], lr))
+        if self.flat_params[weighting].size:
+            groups.append(ParamGroup([self.flat_params[weighting]], [self.flat_grads[weighting]], lr))
         return groups
 
     # ----------------------------------------------------------------------------------------
@@ -216,20 +241,22 @@ class MultiTaskNet:
         return self.head_layer.forward(h, out=ws and ws.logits)
 
     def _losses(self, logits, targets, ws=None):
-        """Each head's mean loss on its own columns, and dL/dlogits for the weighted total.
+        """Each head's mean loss on its own columns, their weighted total L, and dL/dlogits.
 
-        logits (batch, n_logits) -> ({task: loss}, grad_logits (batch, n_logits)), where
-        L = sum over tasks of loss_weights[task] * loss[task].
+        logits (batch, n_logits) -> (L, {task: loss}, grad_logits (batch, n_logits)).
+        The weighting turns the task losses into L and tells how much each one counts:
+        dL/dlogits of a head = dL/dloss[task] * dloss[task]/dlogits.
         """
         grad_logits = np.empty_like(logits) if ws is None else ws.grad_logits
         losses = {}
         for name, head in self.heads.items():
             cols = self.columns[name]
-            losses[name], grad = head.loss(logits[:, cols], targets[name], out=grad_logits[:, cols])
-            weight = self.loss_weights[name]
-            if weight != 1.0:
-                grad *= weight  # dL/dlogits of this head = weight * d(loss[task])/dlogits
-        return losses, grad_logits
+            losses[name], _ = head.loss(logits[:, cols], targets[name], out=grad_logits[:, cols])
+        total, scales = self.weighting.combine(losses)
+        for name, scale in scales.items():
+            if scale != 1.0:
+                grad_logits[:, self.columns[name]] *= scale
+        return total, losses, grad_logits
 
     def _backward(self, grad_logits, ws=None):
         """Backpropagate dL/dlogits through the heads and the trunk, writing every gradient."""
@@ -242,8 +269,55 @@ class MultiTaskNet:
             grad_h = self.trunk[i].backward(grad_z, out=ws and i and ws.grad_hidden[i - 1],
                                             need_grad_x=i > 0)
 
-    def _weighted_total(self, losses):
-        return sum(self.loss_weights[name] * loss for name, loss in losses.items())
+    def _backward_with_surgery(self, grad_logits, ws):
+        """PCGrad: backpropagate each task alone, project conflicting trunk gradients, sum."""
+        trunk, heads = self.groups["trunk"], self.groups["heads"]
+        task_grad_logits = np.empty_like(grad_logits)
+        trunk_grads, head_grads = [], np.zeros_like(self.flat_grads[heads])
+        for cols in self.columns.values():
+            task_grad_logits[...] = 0
+            task_grad_logits[:, cols] = grad_logits[:, cols]
+            self._backward(task_grad_logits, ws)
+            trunk_grads.append(self.flat_grads[trunk].copy())
+            head_grads += self.flat_grads[heads]  # a head's columns see only its own task
+        if trunk_grads[0].size:
+            self.flat_grads[trunk] = project_conflicts(trunk_grads, self.weighting.rng)
+        self.flat_grads[heads] = head_grads
+
+    def task_gradient_norms(self, grad_logits):
+        """{task: norm of the task's share of dL/dW} at the last shared layer W, from the caches
+        of the last forward pass (the heads' input gradient when there is no trunk).
+
+        grad_logits (batch, n_logits) is dL/dlogits; each task's share is its own columns.
+        """
+        W_heads = self.head_layer.params["W"]
+        norms = {}
+        for name, cols in self.columns.items():
+            grad_features = grad_logits[:, cols] @ W_heads[:, cols].T  # (batch, n_features)
+            if self.trunk:
+                grad_z = grad_features * self.relus[-1].slope
+                norms[name] = float(np.linalg.norm(self.trunk[-1].x.T @ grad_z))
+            else:
+                norms[name] = float(np.linalg.norm(grad_features))
+        return norms
+
+    def train_step(self, x, targets, optimizer):
+        """One SGD step on a batch of checked arrays; returns {task: mean loss} before the step.
+
+        Forward, the losses and their weighted total L, backward, then the optimizer's update.
+        Raises TrainingDiverged, before touching the parameters, if L is not finite.
+        """
+        ws = self._workspace(x.shape[0])
+        total, losses, grad_logits = self._losses(self._forward(x, ws), targets, ws)
+        if not math.isfinite(total):
+            raise TrainingDiverged(f"the loss became {total}")
+        if getattr(self.weighting, "surgery", False):
+            self._backward_with_surgery(grad_logits, ws)
+        else:
+            self._backward(grad_logits, ws)
+        self.weighting.after_step(self, losses, grad_logits)
+        optimizer.step()
+        return losses
 
     # ----------------------------------------------------------------------------------------
     # Public API
@@ -263,15 +337,15 @@ class MultiTaskNet:
         """
         x = self._check_inputs(X)
         targets = self._check_targets(targets, x.shape[0])
-        losses, grad_logits = self._losses(self._forward(x), targets)
+        total, _, grad_logits = self._losses(self._forward(x), targets)
         self._backward(grad_logits)
-        return self._weighted_total(losses), {k: g.copy() for k, g in self.gradients().items()}
+        return total, {k: g.copy() for k, g in self.gradients().items()}
 
     def task_losses(self, X, targets):
         """{task: mean loss} on (X, targets), unweighted; labelled entries only."""
         x = self._check_inputs(X)
         targets = self._check_targets(targets, x.shape[0])
-        return self._losses(self._forward(x), targets)[0]
+        return self._losses(self._forward(x), targets)[1]
 
     def fit(self, X, targets, *, epochs=200, batch_size=16, lr=0.05, momentum=0.0,
             nesterov=False, weight_decay=0.0, rng=None, freeze=(), trunk_lr=None,
@@ -309,52 +383,56 @@ class MultiTaskNet:
         if validation is not None:
             history.update({f"val_{name}": [] for name in self.heads})
         start_params = self.flat_params.copy()
-        best_params, best_loss, best_epoch = None, math.inf, 0
-        n_rows = x.shape[0]
-        x_epoch = np.empty_like(x)
-        targets_epoch = {name: np.empty_like(t) for name, t in targets.items()}
-        # Overflow while diverging is expected: the finite-loss check below reports it.
-        with np.errstate(over="ignore", invalid="ignore"):
-            for epoch in range(1, epochs + 1):
-                order = rng.permutation(n_rows)  # one gather per epoch, then views
-                np.take(x, order, axis=0, out=x_epoch)
-                for name, t in targets.items():
-                    np.take(t, order, axis=0, out=targets_epoch[name])
-                sums = dict.fromkeys(self.heads, 0.0)
-                for start in range(0, n_rows, batch_size):
-                    stop = min(start + batch_size, n_rows)
-                    batch_targets = {name: t[start:stop] for name, t in targets_epoch.items()}
-                    ws = self._workspace(stop - start)
-                    losses, grad_logits = self._losses(self._forward(x_epoch[start:stop], ws),
-                                                       batch_targets, ws)
-                    total = self._weighted_total(losses)
-                    if not math.isfinite(total):
-                        self.flat_params[...] = start_params
-                        raise TrainingDiverged(
-                            f"training diverged in epoch {epoch}: the loss became {total}; "
-                            f"try a lower learning rate than lr={lr}")
-                    self._backward(grad_logits, ws)
-                    optimizer.step()
-                    for name, loss in losses.items():
-                        sums[name] += loss * (stop - start)
-                for name in self.heads:
-                    history[name].append(sums[name] / n_rows)
-                if validation is not None:
-                    val_losses = self.task_losses(x_val, targets_val)
-                    for name, loss in val_losses.items():
-                        history[f"val_{name}"].append(loss)
+        best_params, best_loss, self.best_epoch = None, math.inf, None
+        epoch_arrays = (np.empty_like(x), {name: np.empty_like(t) for name, t in targets.items()})
+        for epoch in range(1, epochs + 1):
+            try:
+                # Overflow while diverging is expected: the finite-loss check reports it.
+                with np.errstate(over="ignore", invalid="ignore"):
+                    epoch_losses = self._train_epoch(x, targets, batch_size, optimizer, rng,
+                                                     epoch_arrays)
+            except TrainingDiverged as err:
+                self.flat_params[...] = start_params  # nothing half-trained is left behind
+                raise TrainingDiverged(f"training diverged in epoch {epoch}: {err}; "
+                                       f"try a lower learning rate than lr={lr}") from None
+            self.weighting.end_epoch(epoch_losses)
+            for name, loss in epoch_losses.items():
+                history[name].append(loss)
+            if validation is not None:
+                val_losses = self.task_losses(x_val, targets_val)
+                for name, loss in val_losses.items():
+                    history[f"val_{name}"].append(loss)
+                if patience is not None:
                     val_total = sum(val_losses.values())
-                    if patience is not None:
-                        if val_total < best_loss:
-                            best_loss, best_epoch, best_params = val_total, epoch, self.flat_params.copy()
-                        elif epoch - best_epoch >= patience:
-                            break
-                if callback is not None:
-                    callback(epoch, history)
+                    if val_total < best_loss:
+                        best_loss, self.best_epoch = val_total, epoch
+                        best_params = self.flat_params.copy()
+                    elif epoch - self.best_epoch >= patience:
+                        break
+            if callback is not None:
+                callback(epoch, history)
         if best_params is not None:
             self.flat_params[...] = best_params
-            self.best_epoch = best_epoch
         return history
+
+    def _train_epoch(self, x, targets, batch_size, optimizer, rng, epoch_arrays):
+        """One pass over the rows in a fresh random order; returns {task: mean training loss}.
+
+        The rows are gathered into ``epoch_arrays`` once (one copy per epoch); batches are views.
+        """
+        x_epoch, targets_epoch = epoch_arrays
+        order = rng.permutation(x.shape[0])
+        np.take(x, order, axis=0, out=x_epoch)
+        for name, t in targets.items():
+            np.take(t, order, axis=0, out=targets_epoch[name])
+        sums = dict.fromkeys(self.heads, 0.0)
+        for start in range(0, x.shape[0], batch_size):
+            stop = min(start + batch_size, x.shape[0])
+            batch_targets = {name: t[start:stop] for name, t in targets_epoch.items()}
+            losses = self.train_step(x_epoch[start:stop], batch_targets, optimizer)
+            for name, loss in losses.items():
+                sums[name] += loss * (stop - start)
+        return {name: total / x.shape[0] for name, total in sums.items()}
 
     # ----------------------------------------------------------------------------------------
     # Saving, loading and transfer

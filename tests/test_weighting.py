@@ -1,0 +1,126 @@
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+from hypothesis.extra import numpy as npst
+
+from tinymtl import Classify, MultiTaskNet, Regress
+from tinymtl.gradcheck import check_network
+from tinymtl.weighting import DWA, project_conflicts
+
+from helpers import random_targets
+
+
+def weighted_net(method, heads, seed=0, hidden=(5, 4), **kwargs):
+    rng = np.random.default_rng(seed)
+    net = MultiTaskNet(3, hidden, heads, rng=rng, dtype=np.float64, weighting=method, **kwargs)
+    for name, p in net.parameters().items():
+        if not name.endswith(".W"):  # random biases and log-variances, off every kink
+            p[...] = rng.normal(0, 0.5, p.shape)
+    return net, rng
+
+
+@pytest.mark.parametrize("hidden", [(), (5,), (5, 4)])
+def test_uncertainty_weighting_passes_the_gradient_check_with_its_log_variances(hidden):
+    heads = {"y": Classify(3, class_weights=(1.0, 2.0, 0.5)), "t": Regress(2), "u": Regress(1)}
+    net, rng = weighted_net("uncertainty", heads, hidden=hidden)
+    targets = random_targets(rng, heads, 9, missing=0.25)  # masked and class-weighted together
+    results = check_network(net, rng.standard_normal((9, 3)), targets)
+    assert {f"weighting.{n}.log_var" for n in heads} <= set(results)
+    worst = max(error for _, _, error in results.values())
+    assert worst < 1e-7, {name: r[2] for name, r in results.items()}
+
+
+def test_uncertainty_loss_follows_the_stated_convention():
+    heads = {"y": Classify(3), "t": Regress(1)}
+    net, rng = weighted_net("uncertainty", heads)
+    X = rng.standard_normal((6, 3))
+    targets = random_targets(rng, heads, 6)
+    task = net.task_losses(X, targets)
+    s = {n: float(net.parameters()[f"weighting.{n}.log_var"][0]) for n in heads}
+    expected = (math.exp(-s["y"]) * task["y"] + s["y"] / 2
+                + 0.5 * math.exp(-s["t"]) * task["t"] + s["t"] / 2)
+    assert net.loss_and_gradients(X, targets)[0] == pytest.approx(expected, rel=1e-12)
+
+
+def test_uncertainty_log_variance_of_a_regression_task_learns_its_loss():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 2))
+    t = X[:, 0] + rng.normal(0, 3.0, 200)  # noise variance 9 the network cannot explain
+    net = MultiTaskNet(2, (8,), {"t": Regress(1), "y": Classify(2)}, seed=0,
+                       dtype=np.float64, weighting="uncertainty")
+    net.fit(X, {"t": t, "y": (X[:, 1] > 0).astype(int)}, epochs=150, lr=0.01)
+    s = float(net.parameters()["weighting.t.log_var"][0])
+    loss = net.task_losses(X, {"t": t, "y": (X[:, 1] > 0).astype(int)})["t"]
+    assert math.exp(s) == pytest.approx(loss, rel=0.25)  # optimum: exp(s) = L
+
+
+@pytest.mark.parametrize("method", ["fixed", "gradnorm", "dwa", "pcgrad"])
+def test_every_method_gives_the_exact_gradient_of_its_current_loss(method):
+    heads = {"y": Classify(3), "t": Regress(2)}
+    net, rng = weighted_net(method, heads, loss_weights={"y": 0.7})
+    targets = random_targets(rng, heads, 8, missing=0.2)
+    results = check_network(net, rng.standard_normal((8, 3)), targets)
+    assert max(error for _, _, error in results.values()) < 1e-7
+
+
+def test_gradnorm_weights_sum_to_the_number_of_tasks_and_favour_the_small_gradient():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((120, 3))
+    targets = {"big": 1000 * X[:, 0], "small": X[:, 1], "y": (X[:, 2] > 0).astype(int)}
+    net = MultiTaskNet(3, (8,), {"big": Regress(1), "small": Regress(1), "y": Classify(2)},
+                       seed=0, dtype=np.float64, weighting="gradnorm")
+    net.fit(X, targets, epochs=3, lr=1e-7)
+    weights = net.weighting.current_weights()
+    assert sum(weights.values()) == pytest.approx(3.0)
+    assert weights["big"] < weights["small"] and weights["big"] < weights["y"]
+
+
+def test_dwa_follows_its_formula():
+    dwa = DWA({"a": Regress(), "b": Regress()}, {"a": 1.0, "b": 1.0}, temperature=2.0)
+    dwa.end_epoch({"a": 1.0, "b": 1.0})
+    assert dwa.current_weights() == {"a": 1.0, "b": 1.0}  # two epochs are needed
+    dwa.end_epoch({"a": 0.5, "b": 0.9})
+    ea, eb = math.exp(0.5 / 2), math.exp(0.9 / 2)
+    weights = dwa.current_weights()
+    assert weights["a"] == pytest.approx(2 * ea / (ea + eb))
+    assert weights["b"] == pytest.approx(2 * eb / (ea + eb))
+
+
+vectors = npst.arrays(np.float64, 5, elements=st.floats(-100, 100))
+
+
+@given(st.lists(vectors, min_size=2, max_size=4), st.integers(0, 2**32 - 1))
+def test_pcgrad_removes_conflicts_and_sums_agreeing_gradients(grads, seed):
+    rng = np.random.default_rng(seed)
+    total = project_conflicts(grads, rng)
+    if all(float(a @ b) >= 0 for i, a in enumerate(grads) for b in grads[i + 1:]):
+        np.testing.assert_allclose(total, np.sum(grads, axis=0))
+    if len(grads) == 2:
+        g1, g2 = grads
+        if float(g1 @ g2) < 0 and g1 @ g1 > 1e-6 and g2 @ g2 > 1e-6:
+            # each projected gradient is orthogonal to the other task's gradient
+            p1 = g1 - (g1 @ g2) / (g2 @ g2) * g2
+            p2 = g2 - (g2 @ g1) / (g1 @ g1) * g1
+            np.testing.assert_allclose(total, p1 + p2, atol=1e-8)
+
+
+@pytest.mark.parametrize("method", ["uncertainty", "gradnorm", "dwa", "pcgrad"])
+def test_every_method_trains_and_survives_save_and_load(method, tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((80, 3)).astype(np.float32)
+    targets = {"y": (X[:, 0] + X[:, 1] > 0).astype(int), "t": X[:, 2] * 2}
+    net = MultiTaskNet(3, (8,), {"y": Classify(2), "t": Regress(1)}, seed=0, weighting=method)
+    history = net.fit(X, targets, epochs=30, lr=0.05)
+    assert history["y"][-1] < history["y"][0] and history["t"][-1] < history["t"][0]
+    net.save(tmp_path / "net.npz")
+    loaded = MultiTaskNet.load(tmp_path / "net.npz")
+    assert loaded.weighting.method == method
+    assert loaded.weighting.current_weights() == pytest.approx(net.weighting.current_weights())
+    assert net.loss_and_gradients(X, targets)[0] == loaded.loss_and_gradients(X, targets)[0]
+
+
+def test_unknown_weighting_is_a_value_error():
+    with pytest.raises(ValueError, match="weighting must be one of"):
+        MultiTaskNet(3, (4,), {"y": Classify(2)}, weighting="magic")

@@ -1,0 +1,245 @@
+"""Task weighting: how the tasks' mean losses L_i combine into the one loss L that backprop follows.
+
+    fixed        L = sum_i w_i L_i, with the user's weights w_i (1 by default).
+    uncertainty  Kendall, Gal & Cipolla (CVPR 2018): one learned log-variance s_i = log sigma_i^2
+                 per task, a parameter of the network that trains with it:
+                     L = sum_i c_i exp(-s_i) L_i + s_i / 2,
+                 c_i = 1/2 for a regression task (a Gaussian likelihood: 1/(2 sigma^2) ||y - f||^2
+                 + log sigma) and c_i = 1 for a classification task (a tempered softmax:
+                 1/sigma^2 CE + log sigma). We keep the paper's two constants rather than the
+                 common "exp(-s) L + s" shortcut because they are what the likelihoods give; for a
+                 regression task the optimum is exp(s_i) = L_i, a variance, as the name says.
+                     dL/ds_i = -c_i exp(-s_i) L_i + 1/2
+    gradnorm     Chen et al. (ICML 2018): weights w_i adapted every step so that the norms
+                 G_i = ||d(w_i L_i)/dW|| at the last shared layer W follow each task's relative
+                 training speed: target_i = mean(G) * r_i^alpha, r_i = (L_i / L_i(0)) / mean_j(.).
+                 w moves down the gradient of L_grad = sum_i |G_i - target_i| / mean(G)
+                 (targets held constant, as in the paper; dividing by mean(G) makes it free of
+                 the loss scale), taken w.r.t. log w_i:  log w_i -= lr * sign(G_i - target_i)
+                 * G_i / mean(G). The paper steps w itself; stepping log w keeps every weight
+                 positive and the step bounded when the tasks' gradients differ by orders of
+                 magnitude (then a plain step on w overshoots and oscillates). Finally w is
+                 renormalised to sum to the number of tasks.
+    dwa          Dynamic Weight Average (Liu, Johns & Davison, CVPR 2019): per epoch,
+                 w_i(t) = K exp(r_i / T) / sum_j exp(r_j / T), r_i = L_i(t-1) / L_i(t-2),
+                 with K tasks and temperature T; w_i = 1 for the first two epochs.
+    pcgrad       Gradient surgery (Yu et al., NeurIPS 2020): each task's gradient on the shared
+                 trunk is computed alone; where two conflict (negative dot product), one is
+                 projected onto the normal plane of the other, in random order; the trunk gets
+                 the sum. Heads get their own task's gradient. L = sum_i w_i L_i.
+
+The weights multiply the fixed ``loss_weights`` of each method except uncertainty, which learns
+its own. ``loss_and_gradients`` always returns the exact gradient of the current L (PCGrad's
+surgery applies in training steps only, since a projected gradient is no loss's gradient).
+"""
+
+import math
+
+import numpy as np
+
+METHODS = ("fixed", "uncertainty", "gradnorm", "dwa", "pcgrad")
+
+
+class Weighting:
+    """Fixed weights; the base of every method.
+
+    ``weights`` are the current w_i (Python floats). Subclasses adapt them or add parameters.
+    """
+
+    method = "fixed"
+    parameter_names = ()  # names of the (1,)-shaped parameters this method adds to the network
+
+    def __init__(self, heads, loss_weights, **options):
+        if options:
+            raise ValueError(f"weighting {self.method!r} takes no options, got {sorted(options)}")
+        self.heads = heads
+        self.loss_weights = dict(loss_weights)
+        self.weights = dict(loss_weights)
+
+    def bind(self, params, grads):
+        """Receive the live arrays of this method's parameters (none for most methods)."""
+
+    def combine(self, losses):
+        """{task: L_i} -> (L, {task: dL/dL_i}); writes the gradients of any own parameters."""
+        total = sum(self.weights[name] * loss for name, loss in losses.items())
+        return total, dict(self.weights)
+
+    def after_step(self, net, losses, grad_logits):
+        """Called after each training step's backward pass (GradNorm adapts here)."""
+
+    def end_epoch(self, epoch_losses):
+        """Called with {task: mean training loss} after each epoch (DWA adapts here)."""
+
+    def current_weights(self):
+        """{task: effective weight of L_i in L}, for progress output and model files."""
+        return dict(self.weights)
+
+    def describe(self):
+        """JSON-able description stored in model files: method, options, current weights."""
+        return {"method": self.method, "options": self.options(), "weights": self.current_weights()}
+
+    def options(self):
+        return {}
+
+    def restore(self, description):
+        """Take back adapted weights saved by ``describe`` (learned parameters load as arrays)."""
+
+
+class Uncertainty(Weighting):
+    method = "uncertainty"
+
+    def __init__(self, heads, loss_weights, **options):
+        super().__init__(heads, loss_weights, **options)
+        self.parameter_names = tuple(f"weighting.{name}.log_var" for name in heads)
+        self.factor = {name: 0.5 if head.kind == "regress" else 1.0 for name, head in heads.items()}
+        self.log_var = self.grad_log_var = None
+
+    def bind(self, params, grads):
+        self.log_var = {name: params[f"weighting.{name}.log_var"] for name in self.heads}
+        self.grad_log_var = {name: grads[f"weighting.{name}.log_var"] for name in self.heads}
+
+    def combine(self, losses):
+        total, scales = 0.0, {}
+        for name, loss in losses.items():
+            s = float(self.log_var[name][0])
+            scale = self.factor[name] * math.exp(-s)        # c_i exp(-s_i)
+            total += scale * loss + 0.5 * s
+            scales[name] = scale
+            self.grad_log_var[name][0] = -scale * loss + 0.5  # dL/ds_i
+        return total, scales
+
+    def current_weights(self):
+        return {name: self.factor[name] * math.exp(-float(self.log_var[name][0]))
+                for name in self.heads}
+
+
+class GradNorm(Weighting):
+    method = "gradnorm"
+
+    def __init__(self, heads, loss_weights, alpha=1.5, weight_lr=0.025):
+        super().__init__(heads, loss_weights)
+        if not (alpha >= 0 and math.isfinite(alpha)):
+            raise ValueError(f"gradnorm alpha must be a finite number >= 0, got {alpha!r}")
+        if not (weight_lr > 0 and math.isfinite(weight_lr)):
+            raise ValueError(f"gradnorm weight_lr must be a finite number > 0, got {weight_lr!r}")
+        self.alpha, self.weight_lr = float(alpha), float(weight_lr)
+        self.weights = {name: 1.0 for name in heads}  # adapted; loss_weights scale on top
+        self.initial_losses = None
+
+    def combine(self, losses):
+        total = sum(self.loss_weights[n] * self.weights[n] * loss for n, loss in losses.items())
+        return total, {n: self.loss_weights[n] * self.weights[n] for n in losses}
+
+    def after_step(self, net, losses, grad_logits):
+        names = list(self.heads)
+        if self.initial_losses is None:
+            self.initial_losses = {n: max(losses[n], 1e-12) for n in names}
+        norms = net.task_gradient_norms(grad_logits)  # ||d(scale_i L_i)/dW|| at the last shared layer
+        # norms were taken with this step's scales: divide them out to get ||dL_i/dW||
+        scales = {n: self.loss_weights[n] * self.weights[n] for n in names}
+        unit = {n: norms[n] / scales[n] if scales[n] > 0 else 0.0 for n in names}
+        G = {n: self.weights[n] * unit[n] for n in names}
+        mean_G = sum(G.values()) / len(names)
+        if mean_G <= 0 or not math.isfinite(mean_G):
+            return
+        ratio = {n: losses[n] / self.initial_losses[n] for n in names}
+        mean_ratio = sum(ratio.values()) / len(names)
+        for n in names:
+            target = mean_G * (ratio[n] / mean_ratio) ** self.alpha if mean_ratio > 0 else mean_G
+            if G[n] != target:  # d L_grad / d log w_i = sign(G_i - target_i) * G_i / mean(G)
+                grad_log_w = math.copysign(G[n], G[n] - target) / mean_G
+                self.weights[n] = max(self.weights[n] * math.exp(-self.weight_lr * grad_log_w), 1e-6)
+        total = sum(self.weights.values())
+        for n in names:
+            self.weights[n] *= len(names) / total
+
+    def current_weights(self):
+        return {n: self.loss_weights[n] * self.weights[n] for n in self.heads}
+
+    def options(self):
+        return {"alpha": self.alpha, "weight_lr": self.weight_lr}
+
+    def restore(self, description):
+        self.weights = {n: float(w) / self.loss_weights[n] if self.loss_weights[n] else 1.0
+                        for n, w in description["weights"].items()}
+
+
+class DWA(Weighting):
+    method = "dwa"
+
+    def __init__(self, heads, loss_weights, temperature=2.0):
+        super().__init__(heads, loss_weights)
+        if not (temperature > 0 and math.isfinite(temperature)):
+            raise ValueError(f"dwa temperature must be a finite number > 0, got {temperature!r}")
+        self.temperature = float(temperature)
+        self.adapted = {name: 1.0 for name in heads}
+        self.history = []  # the last two epochs' {task: mean loss}
+
+    def combine(self, losses):
+        total = sum(self.loss_weights[n] * self.adapted[n] * loss for n, loss in losses.items())
+        return total, {n: self.loss_weights[n] * self.adapted[n] for n in losses}
+
+    def end_epoch(self, epoch_losses):
+        self.history = [*self.history[-1:], dict(epoch_losses)]
+        if len(self.history) < 2:
+            return
+        before, last = self.history
+        rates = {n: last[n] / before[n] if before[n] > 0 else 1.0 for n in self.heads}
+        top = max(rates.values())  # shift before exp, as in log-sum-exp: the weights are unchanged
+        exps = {n: math.exp((rate - top) / self.temperature) for n, rate in rates.items()}
+        total = sum(exps.values())
+        self.adapted = {n: len(exps) * e / total for n, e in exps.items()}
+
+    def current_weights(self):
+        return {n: self.loss_weights[n] * self.adapted[n] for n in self.heads}
+
+    def options(self):
+        return {"temperature": self.temperature}
+
+    def restore(self, description):
+        self.adapted = {n: float(w) / self.loss_weights[n] if self.loss_weights[n] else 1.0
+                        for n, w in description["weights"].items()}
+
+
+class PCGrad(Weighting):
+    method = "pcgrad"
+    surgery = True
+
+    def __init__(self, heads, loss_weights, *, rng=None):
+        super().__init__(heads, loss_weights)
+        self.rng = rng
+
+
+def project_conflicts(task_grads, rng):
+    """PCGrad on a list of flat gradient vectors; returns the sum of the projected gradients.
+
+    For each task i, in turn against the other tasks j in random order:
+        if g_i . g_j < 0:   g_i <- g_i - (g_i . g_j) / ||g_j||^2 * g_j
+    The dot products use the original g_j, as in the paper's algorithm.
+    """
+    projected = [g.copy() for g in task_grads]
+    for i, g in enumerate(projected):
+        for j in rng.permutation(len(task_grads)):
+            if j == i:
+                continue
+            other = task_grads[j]
+            dot = float(g @ other)
+            norm2 = float(other @ other)
+            if dot < 0 and norm2 > 0:
+                g -= (dot / norm2) * other
+    return np.sum(projected, axis=0)
+
+
+def make_weighting(method, heads, loss_weights, options=None, rng=None):
+    options = dict(options or {})
+    if method == "fixed":
+        return Weighting(heads, loss_weights, **options)
+    if method == "uncertainty":
+        return Uncertainty(heads, loss_weights, **options)
+    if method == "gradnorm":
+        return GradNorm(heads, loss_weights, **options)
+    if method == "dwa":
+        return DWA(heads, loss_weights, **options)
+    if method == "pcgrad":
+        return PCGrad(heads, loss_weights, rng=rng, **options)
+    raise ValueError(f"weighting must be one of {', '.join(METHODS)}, got {method!r}")
