@@ -68,7 +68,7 @@ def load_npz(path):
     """Read an npz file written by ``save_npz``: returns ({name: ndarray}, meta)."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:  # we close f, always
             if "__meta__" not in npz.files:
                 raise CheckpointError(f"{path}: not a tinymtl file (no __meta__ entry)")
             meta = json.loads(str(npz["__meta__"]))

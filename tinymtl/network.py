@@ -329,6 +329,13 @@ class MultiTaskNet:
         return {name: head.output(logits[:, self.columns[name]]).copy()
                 for name, head in self.heads.items()}
 
+    def trunk_features(self, X):
+        """X (n, n_inputs) -> the shared features the heads read (n, n_features): the trunk's output."""
+        h = self._check_inputs(X)
+        for dense, relu in zip(self.trunk, self.relus):
+            h = relu.forward(dense.forward(h))
+        return h.copy() if h is X else h
+
     def loss_and_gradients(self, X, targets):
         """Total loss on (X, targets) and its gradient w.r.t. every array of ``parameters()``.
 
