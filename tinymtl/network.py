@@ -14,12 +14,13 @@ Every parameter lives in one flat vector (and every gradient in another), and th
 operation, and a group of layers (the trunk, the heads) is one contiguous slice.
 """
 
+import contextlib
 import math
 import numbers
 
 import numpy as np
 
-from . import checkpoint
+from . import checkpoint, parallel
 from .errors import TrainingDiverged
 from .heads import Classify, Regress
 from .layers import Dense, ReLU
@@ -229,16 +230,17 @@ class MultiTaskNet:
                                                               self.dtype)
         return workspace
 
-    def _forward(self, x, ws=None):
+    def _forward(self, x, ws=None, pool=None):
         """x (batch, n_inputs) -> logits of every head side by side (batch, n_logits).
 
         With a workspace ``ws`` every array is written into it; without, arrays are allocated.
+        A ``pool`` (training with several threads) runs large products on several cores.
         """
         h = x
         for i, (dense, relu) in enumerate(zip(self.trunk, self.relus)):
-            z = dense.forward(h, out=ws and ws.hidden[i])
+            z = dense.forward(h, out=ws and ws.hidden[i], pool=pool)
             h = relu.forward(z, out=z, slope=ws and ws.slope[i])  # in place: backward needs only the slope
-        return self.head_layer.forward(h, out=ws and ws.logits)
+        return self.head_layer.forward(h, out=ws and ws.logits, pool=pool)
 
     def _losses(self, logits, targets, ws=None):
         """Each head's mean loss on its own columns, their weighted total L, and dL/dlogits.
@@ -258,16 +260,16 @@ class MultiTaskNet:
                 grad_logits[:, self.columns[name]] *= scale
         return total, losses, grad_logits
 
-    def _backward(self, grad_logits, ws=None):
+    def _backward(self, grad_logits, ws=None, pool=None):
         """Backpropagate dL/dlogits through the heads and the trunk, writing every gradient."""
         depth = len(self.trunk)
         # dL/d(features) sums every task's contribution: the multi-task step.
         grad_h = self.head_layer.backward(grad_logits, out=ws and depth and ws.grad_hidden[depth - 1],
-                                          need_grad_x=depth > 0)
+                                          need_grad_x=depth > 0, pool=pool)
         for i in reversed(range(depth)):
             grad_z = self.relus[i].backward(grad_h, out=grad_h)  # we own grad_h: reuse it
             grad_h = self.trunk[i].backward(grad_z, out=ws and i and ws.grad_hidden[i - 1],
-                                            need_grad_x=i > 0)
+                                            need_grad_x=i > 0, pool=pool)
 
     def _backward_with_surgery(self, grad_logits, ws):
         """PCGrad: backpropagate each task alone, project conflicting trunk gradients, sum."""
@@ -301,20 +303,20 @@ class MultiTaskNet:
                 norms[name] = float(np.linalg.norm(grad_features))
         return norms
 
-    def train_step(self, x, targets, optimizer):
+    def train_step(self, x, targets, optimizer, pool=None):
         """One SGD step on a batch of checked arrays; returns {task: mean loss} before the step.
 
         Forward, the losses and their weighted total L, backward, then the optimizer's update.
         Raises TrainingDiverged, before touching the parameters, if L is not finite.
         """
         ws = self._workspace(x.shape[0])
-        total, losses, grad_logits = self._losses(self._forward(x, ws), targets, ws)
+        total, losses, grad_logits = self._losses(self._forward(x, ws, pool), targets, ws)
         if not math.isfinite(total):
             raise TrainingDiverged(f"the loss became {total}")
         if getattr(self.weighting, "surgery", False):
             self._backward_with_surgery(grad_logits, ws)
         else:
-            self._backward(grad_logits, ws)
+            self._backward(grad_logits, ws, pool)
         self.weighting.after_step(self, losses, grad_logits)
         optimizer.step()
         return losses
@@ -356,7 +358,7 @@ class MultiTaskNet:
 
     def fit(self, X, targets, *, epochs=200, batch_size=16, lr=0.05, momentum=0.0,
             nesterov=False, weight_decay=0.0, rng=None, freeze=(), trunk_lr=None,
-            validation=None, patience=None, callback=None):
+            validation=None, patience=None, callback=None, threads=None):
         """Train by mini-batch SGD; returns the per-epoch history {task: [mean training loss]}.
 
         Rows are reshuffled every epoch from ``rng`` (by default the network's own shuffle stream,
@@ -366,6 +368,10 @@ class MultiTaskNet:
         (the sum of the tasks' unweighted mean losses) has not improved for ``patience`` epochs,
         and the best epoch's parameters are restored. ``callback(epoch, history)`` is called
         after each epoch.
+
+        ``threads`` (default: OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS or the
+        number of cores) is how many cores a step's large products may use (see
+        ``tinymtl.parallel``); small networks always run on one.
 
         If the loss becomes NaN or infinite, the parameters are restored to what they were
         before ``fit`` and TrainingDiverged (a ValueError) is raised.
@@ -379,6 +385,9 @@ class MultiTaskNet:
             raise ValueError(f"patience must be an integer >= 1, got {patience!r}")
         if patience is not None and validation is None:
             raise ValueError("patience needs validation=(X_val, targets_val)")
+        threads = parallel.default_threads() if threads is None else threads
+        if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
+            raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
         if validation is not None:
             x_val = self._check_inputs(validation[0], "validation X")
             targets_val = self._check_targets(validation[1], x_val.shape[0])
@@ -392,37 +401,43 @@ class MultiTaskNet:
         start_params = self.flat_params.copy()
         best_params, best_loss, self.best_epoch = None, math.inf, None
         epoch_arrays = (np.empty_like(x), {name: np.empty_like(t) for name, t in targets.items()})
-        for epoch in range(1, epochs + 1):
-            try:
-                # Overflow while diverging is expected: the finite-loss check reports it.
-                with np.errstate(over="ignore", invalid="ignore"):
-                    epoch_losses = self._train_epoch(x, targets, batch_size, optimizer, rng,
-                                                     epoch_arrays)
-            except TrainingDiverged as err:
-                self.flat_params[...] = start_params  # nothing half-trained is left behind
-                raise TrainingDiverged(f"training diverged in epoch {epoch}: {err}; "
-                                       f"try a lower learning rate than lr={lr}") from None
-            self.weighting.end_epoch(epoch_losses)
-            for name, loss in epoch_losses.items():
-                history[name].append(loss)
-            if validation is not None:
-                val_losses = self.task_losses(x_val, targets_val)
-                for name, loss in val_losses.items():
-                    history[f"val_{name}"].append(loss)
-                if patience is not None:
-                    val_total = sum(val_losses.values())
-                    if val_total < best_loss:
-                        best_loss, self.best_epoch = val_total, epoch
-                        best_params = self.flat_params.copy()
-                    elif epoch - self.best_epoch >= patience:
-                        break
-            if callback is not None:
-                callback(epoch, history)
+        with contextlib.ExitStack() as stack:
+            pool = None
+            if threads > 1 and any(parallel.worth_it(batch_size, *dense.params["W"].shape)
+                                   for dense in [*self.trunk, self.head_layer]):
+                stack.enter_context(parallel.single_threaded_blas())
+                pool = stack.enter_context(contextlib.closing(parallel.Pool(threads)))
+            for epoch in range(1, epochs + 1):
+                try:
+                    # Overflow while diverging is expected: the finite-loss check reports it.
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        epoch_losses = self._train_epoch(x, targets, batch_size, optimizer, rng,
+                                                         epoch_arrays, pool)
+                except TrainingDiverged as err:
+                    self.flat_params[...] = start_params  # nothing half-trained is left behind
+                    raise TrainingDiverged(f"training diverged in epoch {epoch}: {err}; "
+                                           f"try a lower learning rate than lr={lr}") from None
+                self.weighting.end_epoch(epoch_losses)
+                for name, loss in epoch_losses.items():
+                    history[name].append(loss)
+                if validation is not None:
+                    val_losses = self.task_losses(x_val, targets_val)
+                    for name, loss in val_losses.items():
+                        history[f"val_{name}"].append(loss)
+                    if patience is not None:
+                        val_total = sum(val_losses.values())
+                        if val_total < best_loss:
+                            best_loss, self.best_epoch = val_total, epoch
+                            best_params = self.flat_params.copy()
+                        elif epoch - self.best_epoch >= patience:
+                            break
+                if callback is not None:
+                    callback(epoch, history)
         if best_params is not None:
             self.flat_params[...] = best_params
         return history
 
-    def _train_epoch(self, x, targets, batch_size, optimizer, rng, epoch_arrays):
+    def _train_epoch(self, x, targets, batch_size, optimizer, rng, epoch_arrays, pool):
         """One pass over the rows in a fresh random order; returns {task: mean training loss}.
 
         The rows are gathered into ``epoch_arrays`` once (one copy per epoch); batches are views.
@@ -436,7 +451,7 @@ class MultiTaskNet:
         for start in range(0, x.shape[0], batch_size):
             stop = min(start + batch_size, x.shape[0])
             batch_targets = {name: t[start:stop] for name, t in targets_epoch.items()}
-            losses = self.train_step(x_epoch[start:stop], batch_targets, optimizer)
+            losses = self.train_step(x_epoch[start:stop], batch_targets, optimizer, pool)
             for name, loss in losses.items():
                 sums[name] += loss * (stop - start)
         return {name: total / x.shape[0] for name, total in sums.items()}

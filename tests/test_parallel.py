@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+
+from tinymtl import Classify, MultiTaskNet, Regress, parallel
+
+
+def test_threads_follow_the_usual_variables(monkeypatch):
+    for variable in parallel.THREAD_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    assert parallel.default_threads() == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert parallel.default_threads() == 1
+
+
+def test_pool_matmul_and_side_by_side_compute_the_same_products():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((37, 20)), rng.standard_normal((20, 9))
+    pool = parallel.Pool(3)
+    try:
+        out = np.empty((37, 9))
+        pool.matmul(a, b, out)
+        np.testing.assert_allclose(out, a @ b, rtol=1e-12)
+        first, second = np.empty((20, 20)), np.empty((37, 37))
+        pool.side_by_side(lambda: np.matmul(a.T, a, out=first), lambda: np.matmul(a, a.T, out=second))
+        np.testing.assert_allclose(first, a.T @ a, rtol=1e-12)
+        np.testing.assert_allclose(second, a @ a.T, rtol=1e-12)
+    finally:
+        pool.close()
+
+
+@pytest.mark.parametrize("hidden", [(12,), (12, 10)])
+def test_training_on_two_threads_matches_one_thread(monkeypatch, hidden):
+    monkeypatch.setattr(parallel, "MIN_WORK", 1)  # send every product to the pool
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 5))
+    targets = {"y": rng.integers(0, 3, 64), "t": rng.standard_normal((64, 2))}
+    nets = []
+    for threads in (1, 2):
+        net = MultiTaskNet(5, hidden, {"y": Classify(3), "t": Regress(2)}, seed=0, dtype=np.float64)
+        net.fit(X, targets, epochs=3, batch_size=16, lr=0.05, momentum=0.9, threads=threads)
+        nets.append(net.flat_params)
+    np.testing.assert_allclose(nets[0], nets[1], rtol=1e-10, atol=1e-12)
+
+
+def test_threads_must_be_positive():
+    net = MultiTaskNet(2, (3,), {"t": Regress(1)})
+    with pytest.raises(ValueError, match="threads"):
+        net.fit(np.zeros((4, 2)), {"t": np.zeros(4)}, epochs=1, threads=0)
