@@ -1,0 +1,195 @@
+"""python -m tinymtl.train: called as main([...]); exit code, stdout, stderr and the model file."""
+
+import numpy as np
+import pytest
+
+from tinymtl import TrainingDiverged, cli, train
+from tinymtl.data import read_bundled
+from tinymtl.model import Model
+
+FAST = ["--epochs", "3", "--hidden", "8"]
+SENTINEL = b"an existing model that must survive"
+
+
+@pytest.fixture
+def out(tmp_path):
+    path = tmp_path / "model.npz"
+    path.write_bytes(SENTINEL)
+    return path
+
+
+def write(tmp_path, text, name="data.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def small_csv(n=40):
+    rng = np.random.default_rng(0)
+    lines = ["a,b,colour,kind,size"]
+    for i in range(n):
+        a, b = rng.normal(size=2)
+        lines.append(f"{a:.3f},{b:.3f},{['red', 'blue'][i % 2]},{'xy'[int(a > 0)]},{2 * a + b:.3f}")
+    return "\n".join(lines) + "\n"
+
+
+def test_no_arguments_trains_on_iris_and_writes_model_npz(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert train.main([]) == 0
+    captured = capsys.readouterr()
+    assert "species (classify" in captured.out and "petal_width (regress" in captured.out
+    assert "accuracy" in captured.out and "RMSE" in captured.out and "R^2" in captured.out
+    assert 3 <= len(captured.err.splitlines()) <= 20
+    with np.load(tmp_path / "model.npz", allow_pickle=False) as npz:
+        assert "trunk.0.W" in npz.files
+    model = Model.load(tmp_path / "model.npz")
+    iris = read_bundled()
+    predictions, labels = model.predict(model.inputs(iris)), model.labels(iris)
+    assert np.mean(predictions["species"].argmax(axis=1) == labels["species"]) >= 0.95
+    assert np.sqrt(np.mean((predictions["petal_width"] - labels["petal_width"]) ** 2)) <= 0.3
+
+
+def test_the_saved_metrics_are_those_of_the_saved_model(tmp_path, capsys):
+    path = tmp_path / "m.npz"
+    argv = [*FAST, "--quiet", "--seed", "7", "--out", str(path)]
+    assert train.main(argv) == 0
+    assert capsys.readouterr().err == ""
+    model = Model.load(path)
+    split_rng, _ = train.random_streams(7)
+    val = cli.load_dataset(train.build_parser().parse_args(argv), rng=split_rng).val_rows
+    iris = read_bundled().take(val)
+    assert model.evaluate(model.inputs(iris), model.labels(iris)) == model.metrics
+    assert model.metrics["species"]["n_labelled"] == 15
+
+
+def test_verbose_prints_every_epoch(tmp_path, capsys):
+    assert train.main(["--epochs", "30", "--hidden", "4", "--verbose", "--out", str(tmp_path / "m.npz")]) == 0
+    assert sum(line.startswith("epoch") for line in capsys.readouterr().err.splitlines()) == 30
+
+
+def test_any_csv_by_column_name_with_text_features(tmp_path, out, capsys):
+    csv = write(tmp_path, small_csv())
+    assert train.main(["--csv", csv, "--classify", "kind", "--regress", "size", *FAST,
+                       "--val-fraction", "0.25", "--out", str(out)]) == 0
+    model = Model.load(out)
+    assert model.features.names == ["a", "b", "colour"]
+    assert model.features.n_inputs == 4  # a, b and two colours one-hot
+    assert list(model.tasks) == ["kind", "size"]
+    assert model.training["n_val"] == 10
+
+
+def test_categorical_makes_a_numeric_column_one_hot(tmp_path, out):
+    csv = write(tmp_path, "code,y\n" + "".join(f"{c},{c // 10 % 2}\n" for c in [10, 20, 30] * 5))
+    assert train.main(["--csv", csv, "--classify", "y", "--categorical", "code", *FAST,
+                       "--val-fraction", "0.3", "--out", str(out)]) == 0
+    assert Model.load(out).features.columns[0].categories == ["10", "20", "30"]
+
+
+def test_training_is_float32_by_default(tmp_path, out):
+    assert train.main([*FAST, "--quiet", "--out", str(out)]) == 0
+    model = Model.load(out)
+    assert all(p.dtype == np.float32 for p in model.network.parameters().values())
+
+
+# ------------------------------------------------------------------------------------------------
+# Bad input: one line on stderr naming what and where, a non-zero exit, the old file untouched
+
+GOOD_ROWS = "a,b,y,t\n" + "".join(f"{i},{i % 3},{'pq'[i % 2]},{i * 0.5}\n" for i in range(20))
+
+
+def rows_with(line_5):
+    """GOOD_ROWS with the data row on line 5 replaced."""
+    lines = GOOD_ROWS.splitlines()
+    lines[4] = line_5
+    return "\n".join(lines) + "\n"
+
+
+BAD_CSV = [
+    # (csv text or None for a missing file, extra options, exit code, words the message must hold)
+    (None, [], 1, ["missing.csv", "no such file"]),
+    ("", [], 1, ["empty"]),
+    ("a,b,y,t\n", [], 1, ["no data rows"]),
+    (rows_with("1,2,p"), [], 1, ["line 5", "3 fields, expected 4"]),
+    (rows_with("x9,1,p,2"), [], 1, ["line 5", 'column "a"', "'x9'", "--categorical a"]),
+    (rows_with(",1,p,2"), [], 1, ["line 5", 'column "a"', "missing feature value"]),
+    (rows_with("inf,1,p,2"), [], 1, ["line 5", 'column "a"', "infinite"]),
+    (rows_with("1,1,p,lots"), [], 1, ["line 5", 'column "t"', "'lots'", "number"]),
+    (GOOD_ROWS.replace(",q,", ",p,"), [], 1, ['"y"', "only the class", "two classes"]),
+    (GOOD_ROWS, ["--classify", "nope"], 2, ["--classify nope", "a, b, y, t"]),
+    (GOOD_ROWS, ["--features", "a,y"], 2, ["y", "both a feature", "target"]),
+    (GOOD_ROWS, ["--classify", "t"], 2, ["t", "more than once"]),
+    (GOOD_ROWS, ["--categorical", "y"], 2, ["--categorical y", "not a feature"]),
+    (GOOD_ROWS[:GOOD_ROWS.index("\n2,")], [], 1, ["too few rows (2)", "--val-fraction"]),
+]
+
+
+@pytest.mark.parametrize("text, extra, code, words", BAD_CSV)
+def test_bad_csv_is_one_line_and_keeps_the_old_model(tmp_path, out, capsys, text, extra, code, words):
+    csv = str(tmp_path / "missing.csv") if text is None else write(tmp_path, text)
+    argv = ["--csv", csv, "--out", str(out), *FAST]
+    if "--classify" not in extra:
+        argv += ["--classify", "y"]
+    argv += ["--regress", "t", *extra]
+    assert train.main(argv) == code
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    for word in words:
+        assert word in err
+    assert out.read_bytes() == SENTINEL
+
+
+BAD_OPTIONS = [
+    (["--lr", "0"], "--lr"), (["--lr", "-1"], "--lr"), (["--epochs", "0"], "--epochs"),
+    (["--hidden", "16,x"], "--hidden"), (["--hidden", "16,0"], "--hidden"),
+    (["--batch-size", "0"], "--batch-size"), (["--momentum", "1"], "--momentum"),
+    (["--val-fraction", "1"], "--val-fraction"), (["--lr", "nan"], "--lr"), (["--bogus"], "--bogus"),
+    (["--csv", "x.csv"], "--classify or --regress"),
+]
+
+
+@pytest.mark.parametrize("argv, option", BAD_OPTIONS)
+def test_bad_options_exit_2_naming_the_option(tmp_path, monkeypatch, out, capsys, argv, option):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.csv").write_text(GOOD_ROWS)
+    assert train.main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and option in err
+    assert out.read_bytes() == SENTINEL
+
+
+def test_diverging_training_saves_nothing_and_suggests_a_lower_rate(out, capsys):
+    assert train.main(["--lr", "1e6", "--epochs", "5", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 2  # the first progress line, then the error
+    assert "diverged" in err and "lower learning rate" in err
+    assert out.read_bytes() == SENTINEL
+
+
+def test_ctrl_c_exits_130_without_a_traceback_and_saves_nothing(out, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("tinymtl.network.MultiTaskNet.fit", interrupted)
+    assert train.main(["--quiet", "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "interrupted" in err and "Traceback" not in err
+    assert out.read_bytes() == SENTINEL
+
+
+def test_an_unwritable_out_path_is_one_line(tmp_path, capsys):
+    assert train.main([*FAST, "--quiet", "--out", str(tmp_path / "no" / "such" / "m.npz")]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "cannot write" in err
+
+
+def test_help_exits_0(capsys):
+    assert train.main(["--help"]) == 0
+    help_text = capsys.readouterr().out
+    for option in ("--csv", "--classify", "--regress", "--features", "--categorical", "--hidden",
+                   "--epochs", "--batch-size", "--lr", "--momentum", "--seed", "--val-fraction",
+                   "--out", "--quiet", "--verbose"):
+        assert option in help_text
+
+
+def test_training_diverged_is_a_library_error():
+    assert issubclass(TrainingDiverged, ValueError)

@@ -1,0 +1,276 @@
+"""What the command-line tools share: option types, the data options, exit codes, printing.
+
+Exit codes: 0 success; 1 bad data or file (a DataError or CheckpointError, a diverged training);
+2 bad usage (argparse, or an OptionError for a value argparse cannot check alone, such as an
+unknown column name); 130 interrupted by Ctrl-C. Every failure is one line on stderr.
+"""
+
+import argparse
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from .data import ClassTarget, Features, RegressTarget, read_bundled, read_csv, split_rows
+from .errors import OptionError, TinyMTLError
+
+IRIS_CLASSIFY, IRIS_REGRESS = ["species"], ["petal_width"]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: 'prog: error: ... (see --help)', exit 2."""
+
+    def __init__(self, **kwargs):
+        super().__init__(formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kwargs)
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see --help)\n")
+
+
+def one_line(text):
+    return " ".join(str(text).split())
+
+
+def run(parser, argv, command):
+    """Parse ``argv`` and call ``command(args)``; turn every user error into an exit code.
+
+    Returns the exit code (``main`` functions return it; ``sys.exit`` uses it).
+    """
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help (0) or a usage error (2), already printed
+        return done.code
+    try:
+        command(args)
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted; nothing was saved", file=sys.stderr)
+        return 130
+    except OptionError as err:
+        print(f"{parser.prog}: error: {one_line(err)}", file=sys.stderr)
+        return 2
+    except TinyMTLError as err:
+        print(f"{parser.prog}: error: {one_line(err)}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # output piped into `head`: not an error of ours
+        sys.stderr.close()
+        return 1
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------
+# Option types: a ValueError or ArgumentTypeError here makes argparse name the option
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _finite(text, expected):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value
+
+
+def positive_float(text):
+    value = _finite(text, "a number > 0")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def non_negative_float(text):
+    value = _finite(text, "a number >= 0")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def momentum(text):
+    value = _finite(text, "a number in [0, 1)")
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
+def fraction(text):
+    value = _finite(text, "a number between 0 and 1 (exclusive)")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1 (exclusive), got {text!r}")
+    return value
+
+
+def hidden_sizes(text):
+    """'16,16' -> (16, 16); '' or 'none' -> () (heads straight on the inputs)."""
+    if text.strip().lower() in ("", "none"):
+        return ()
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected layer widths such as 64,64, got {text!r}") from None
+    if any(size < 1 for size in sizes):
+        raise argparse.ArgumentTypeError(f"layer widths must be >= 1, got {text!r}")
+    return sizes
+
+
+def column_list(text):
+    """'a,b,c' -> ['a', 'b', 'c']."""
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated column names, got {text!r}")
+    return names
+
+
+# ------------------------------------------------------------------------------------------------
+# The data options, shared by train (and by later commands such as compare)
+
+
+def add_data_options(parser):
+    """--csv, --classify, --regress, --features, --categorical, --val-fraction, --seed."""
+    group = parser.add_argument_group("data")
+    group.add_argument("--csv", metavar="FILE",
+                       help="CSV file with a header row (default: the bundled Iris data, "
+                            "classifying species and regressing petal_width)")
+    group.add_argument("--classify", metavar="COL", action="append", default=[],
+                       help="a classification target column (repeatable); each is its own task head")
+    group.add_argument("--regress", metavar="COL", action="append", default=[],
+                       help="a regression target column, in its own units (repeatable)")
+    group.add_argument("--features", metavar="COL,COL,...", type=column_list,
+                       help="feature columns (default: every column that is not a target)")
+    group.add_argument("--categorical", metavar="COL", action="append", default=[],
+                       help="treat a numeric-looking feature column (codes, years) as categories, "
+                            "one-hot encoded (repeatable)")
+    group.add_argument("--val-fraction", type=fraction, default=0.1,
+                       help="fraction of rows held out for validation metrics, stratified on the "
+                            "first classification target")
+    group.add_argument("--seed", type=non_negative_int, default=0,
+                       help="random seed for the split, the initial weights and the batch order")
+
+
+@dataclass
+class Dataset:
+    """A table with its roles: feature names, tasks (fitted on the training rows) and the split."""
+
+    table: object
+    feature_names: list
+    categorical: list
+    tasks: dict          # {name: ClassTarget | RegressTarget}, classification targets first
+    labels: dict         # {name: class indices or values in the user's units} for every row
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+
+
+def load_dataset(args, *, rng):
+    """Read the CSV (or bundled Iris) named by the data options, check every role, split the rows.
+
+    ``rng`` draws the split. OptionError for options that do not fit the file, DataError for
+    file content.
+    """
+    if args.csv is None:
+        table = read_bundled("iris.csv")
+        classify, regress = args.classify, args.regress
+        if not classify and not regress:
+            classify, regress = IRIS_CLASSIFY, IRIS_REGRESS
+    else:
+        table = read_csv(args.csv)
+        classify, regress = args.classify, args.regress
+        if not classify and not regress:
+            raise OptionError(f"name at least one target column with --classify or --regress; "
+                              f"{table.source} has the columns {', '.join(table.names)}")
+    targets = [*classify, *regress]
+    for option, names in (("--classify", classify), ("--regress", regress),
+                          ("--features", args.features or []), ("--categorical", args.categorical)):
+        for name in names:
+            if name not in table.names:
+                raise OptionError(f'{option} {name}: {table.source} has no column "{name}"; '
+                                  f"the columns are {', '.join(table.names)}")
+    repeated = sorted({name for name in targets if targets.count(name) > 1})
+    if repeated:
+        raise OptionError(f"column {repeated[0]} is named as a target more than once "
+                          f"(--classify/--regress); each column is one task")
+    if args.features is None:
+        feature_names = [name for name in table.names if name not in targets]
+    else:
+        feature_names = list(dict.fromkeys(args.features))
+        both = [name for name in feature_names if name in targets]
+        if both:
+            option = "--classify" if both[0] in classify else "--regress"
+            raise OptionError(f"column {both[0]} is both a feature (--features) and a target "
+                              f"({option}); a column cannot predict itself")
+    not_features = [name for name in args.categorical if name not in feature_names]
+    if not_features:
+        raise OptionError(f"--categorical {not_features[0]}: not a feature column "
+                          f"(the features are {', '.join(feature_names)})")
+    if not feature_names:
+        raise OptionError(f"no feature columns: every column of {table.source} is a target")
+
+    classes = {name: ClassTarget.fit(table, name) for name in classify}
+    labels = {name: target.encode(table) for name, target in classes.items()}
+    for name in regress:
+        labels[name] = RegressTarget.fit(table, name).encode(table)  # checks every cell
+    strata = labels[classify[0]] if classify else None
+    train_rows, val_rows = split_rows(table.n_rows, args.val_fraction, rng=rng, strata=strata,
+                                      source=table.source)
+    tasks = dict(classes)
+    for name in regress:
+        tasks[name] = RegressTarget.fit(table, name, rows=train_rows)
+    tasks = {name: tasks[name] for name in targets}  # the user's order
+    return Dataset(table, feature_names, list(args.categorical), tasks,
+                   {name: labels[name] for name in targets}, train_rows, val_rows)
+
+
+def fit_features(dataset):
+    """Type every feature column and take its statistics from the training rows."""
+    return Features.fit(dataset.table, dataset.feature_names, categorical=dataset.categorical,
+                        rows=dataset.train_rows)
+
+
+# ------------------------------------------------------------------------------------------------
+# Printing
+
+
+def format_metrics(metrics, tasks):
+    """Readable lines: one per task, then each classification task's confusion matrix."""
+    lines = []
+    for name, m in metrics.items():
+        task = tasks[name]
+        if m.get("n_labelled", 0) == 0:
+            lines.append(f"  {name}: no labelled rows")
+            continue
+        if task.kind == "classify":
+            lines.append(f"  {name} (classify, {m['n_labelled']} rows): accuracy {m['accuracy']:.4f}"
+                         f"  macro F1 {m['macro_f1']:.4f}")
+            width = max(len(c) for c in task.classes)
+            lines.append(f"    confusion matrix (rows: true class, columns: predicted)")
+            lines.append("    " + " " * width + "  " + "  ".join(f"{c:>{width}}" for c in task.classes))
+            for c, row in zip(task.classes, m["confusion_matrix"]):
+                lines.append(f"    {c:>{width}}  " + "  ".join(f"{v:>{width}}" for v in row))
+        else:
+            r2 = "undefined (constant values)" if m["r2"] is None else f"{m['r2']:.4f}"
+            lines.append(f"  {name} (regress, {m['n_labelled']} rows): RMSE {m['rmse']:.4g}"
+                         f"  MAE {m['mae']:.4g}  R^2 {r2}")
+    return lines
+
+
+def short_float(value):
+    """A float32 value as the shortest decimal that reads back as the same float32."""
+    return float(str(np.float32(value)))

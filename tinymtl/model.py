@@ -1,0 +1,131 @@
+"""The command-line model: a MultiTaskNet plus the preprocessing that turns CSV columns into its
+inputs and its outputs back into the user's classes and units.
+
+A model file is one ``.npz`` (``checkpoint.save_npz``): the network's parameters under their
+``parameters()`` names and a JSON ``__meta__`` entry:
+
+    {"format": 1, "kind": "tinymtl.model",
+     "network":  {"n_inputs", "hidden", "heads", "dtype", "seed", "loss_weights"},
+     "features": [{"name", "kind": "numeric", "mean", "scale"}
+                  | {"name", "kind": "categorical", "categories": [...]}, ...],
+     "tasks":    {name: {"kind": "classify", "classes": [...]}
+                  | {"kind": "regress", "mean", "scale"}},
+     "training": {options, seed, rows, source}, "metrics": {task: {...}}}
+
+It loads with ``numpy.load(path, allow_pickle=False)``.
+"""
+
+import json
+
+import numpy as np
+
+from . import checkpoint, metrics
+from .data import Features, target_from_meta
+from .errors import CheckpointError
+from .heads import Classify, Regress
+from .network import MultiTaskNet
+
+KIND = "tinymtl.model"
+
+
+class Model:
+    """A network with its features (inputs) and tasks (targets), keyed by task name."""
+
+    def __init__(self, network, features, tasks, *, training=None, metrics=None):
+        self.network, self.features, self.tasks = network, features, dict(tasks)
+        self.training, self.metrics = dict(training or {}), dict(metrics or {})
+
+    @classmethod
+    def build(cls, features, tasks, *, hidden, rng, dtype=np.float32):
+        """A fresh network for ``features`` (Features) and ``tasks`` ({name: target})."""
+        heads = {name: Classify(len(t.classes)) if t.kind == "classify" else Regress(1)
+                 for name, t in tasks.items()}
+        network = MultiTaskNet(features.n_inputs, hidden, heads, rng=rng, dtype=dtype)
+        return cls(network, features, tasks)
+
+    # ----------------------------------------------------------------------------------------
+    # Data in, predictions out
+
+    def inputs(self, table):
+        """Table -> X (n_rows, n_inputs) as the network sees it (standardised, one-hot)."""
+        return self.features.encode(table, self.network.dtype)
+
+    def labels(self, table, names=None):
+        """{task: labels in the user's terms}: class indices (-1 missing), values (NaN missing)."""
+        return {name: self.tasks[name].encode(table) for name in (names or self.tasks)}
+
+    def targets(self, labels):
+        """The network's targets from ``labels``: regression values standardised."""
+        return {name: (self.tasks[name].standardise(y) if self.tasks[name].kind == "regress" else y)
+                for name, y in labels.items()}
+
+    def predict(self, X):
+        """X (n, n_inputs) -> {task: probabilities (n, n_classes) or values (n,) in user units}."""
+        out = self.network.predict(X)
+        return {name: (self.tasks[name].unstandardise(y[:, 0]) if self.tasks[name].kind == "regress"
+                       else y)
+                for name, y in out.items()}
+
+    def evaluate(self, X, labels):
+        """{task: metrics} for the tasks in ``labels`` ({task: labels as from ``labels``})."""
+        predictions = self.predict(X)
+        results = {}
+        for name, y in labels.items():
+            if self.tasks[name].kind == "classify":
+                results[name] = metrics.classification_metrics(y, predictions[name])
+            else:
+                results[name] = metrics.regression_metrics(y, predictions[name])
+        return results
+
+    # ----------------------------------------------------------------------------------------
+    # Saving and loading
+
+    def to_file_contents(self):
+        """(arrays, meta) as ``save`` writes them."""
+        meta = {"kind": KIND, "network": checkpoint.network_meta(self.network),
+                "features": self.features.to_meta(),
+                "tasks": {name: t.to_meta() for name, t in self.tasks.items()},
+                "training": self.training, "metrics": self.metrics}
+        return {name: p.copy() for name, p in self.network.parameters().items()}, meta
+
+    @classmethod
+    def from_file_contents(cls, arrays, meta, source):
+        """The inverse of ``to_file_contents``; CheckpointError naming ``source`` if it is not
+        a command-line model or does not hold together."""
+        if meta.get("kind") != KIND:
+            raise CheckpointError(f"{source}: not a tinymtl command-line model (kind "
+                                  f"{meta.get('kind')!r}, expected {KIND!r})")
+        network = checkpoint.network_from_arrays(meta.get("network"), arrays, source)
+        try:
+            features = Features.from_meta(meta["features"])
+            tasks = {name: target_from_meta(name, entry) for name, entry in meta["tasks"].items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise CheckpointError(f"{source}: invalid preprocessing metadata ({err!r})") from None
+        if features.n_inputs != network.n_inputs or list(tasks) != list(network.heads):
+            raise CheckpointError(f"{source}: the features ({features.n_inputs} inputs) or tasks "
+                                  f"({list(tasks)}) do not match the network ({network.n_inputs} "
+                                  f"inputs, heads {list(network.heads)})")
+        for name, task in tasks.items():
+            expected = len(task.classes) if task.kind == "classify" else 1
+            head = network.heads[name]
+            if head.kind != task.kind or head.n_outputs != expected:
+                raise CheckpointError(f"{source}: task {name} is {task.kind} with {expected} "
+                                      f"outputs, but its head is {head.kind} with {head.n_outputs}")
+        return cls(network, features, tasks, training=meta.get("training"),
+                   metrics=meta.get("metrics"))
+
+    def reloaded(self):
+        """A copy made exactly as ``load`` would make it from the saved file, without the disk:
+        the arrays are copied and the metadata goes through JSON."""
+        arrays, meta = self.to_file_contents()
+        return Model.from_file_contents(arrays, json.loads(json.dumps(meta)), "model")
+
+    def save(self, path):
+        """Write the model to ``path`` atomically: an existing file is replaced whole or kept."""
+        arrays, meta = self.to_file_contents()
+        checkpoint.save_npz(path, arrays, meta)
+
+    @classmethod
+    def load(cls, path):
+        arrays, meta = checkpoint.load_npz(path)
+        return cls.from_file_contents(arrays, meta, path)
