@@ -47,30 +47,30 @@ def softmax_cross_entropy(logits, labels, *, class_weights=None, out=None):
     rows = np.arange(n_rows)
     # np.maximum.reduce and np.add.reduce are max() and sum() without their Python wrappers.
     row_max = np.maximum.reduce(logits, axis=1, keepdims=True)       # m (batch, 1)
-    grad_logits = np.subtract(logits, row_max, out=out)
+    grad_logits = np.subtract(logits, row_max, out=out)              # z - m, each <= 0
+    plain = class_weights is None and n_rows > 0 and np.minimum.reduce(labels) >= 0  # r_i = 1
+    labelled = None if plain else labels >= 0
+    safe_labels = labels if plain else np.where(labelled, labels, 0)
+    true_shifted = grad_logits[rows, safe_labels]                    # z_iy - m_i (batch,)
     np.exp(grad_logits, out=grad_logits)                             # exp(z - m), each <= 1
-    row_sum = np.add.reduce(grad_logits, axis=1, keepdims=True)      # s (batch, 1)
-    grad_logits /= row_sum                                           # softmax(z)
+    row_sum = np.add.reduce(grad_logits, axis=1, keepdims=True)      # s (batch, 1), in [1, k]
+    row_loss = np.log(row_sum[:, 0]) - true_shifted                  # m + log s - z_y
 
-    if class_weights is None and n_rows and np.minimum.reduce(labels) >= 0:  # all labelled
-        true_logit = logits[rows, labels]                            # z_iy (batch,)
-        loss = float(np.add.reduce(row_max, axis=None) + np.add.reduce(np.log(row_sum), axis=None)
-                     - np.add.reduce(true_logit)) / n_rows
-        grad_logits[rows, labels] -= 1.0                             # softmax - onehot
-        grad_logits /= n_rows
-        return loss, grad_logits
+    if plain:
+        row_sum *= n_rows
+        grad_logits /= row_sum                                       # softmax / batch
+        grad_logits[rows, labels] -= 1.0 / n_rows                    # (softmax - onehot) / batch
+        return float(np.add.reduce(row_loss)) / n_rows, grad_logits
 
-    labelled = labels >= 0
-    safe_labels = np.where(labelled, labels, 0)
     row_weights = labelled.astype(logits.dtype)                      # r (batch,)
     if class_weights is not None:
         row_weights *= np.asarray(class_weights, dtype=logits.dtype)[safe_labels]
     total_weight = float(np.add.reduce(row_weights))
-    row_loss = row_max[:, 0] + np.log(row_sum[:, 0]) - logits[rows, safe_labels]
-    grad_logits[rows, safe_labels] -= 1.0
     if total_weight == 0:
         grad_logits[...] = 0
         return 0.0, grad_logits
+    grad_logits /= row_sum                                           # softmax
+    grad_logits[rows, safe_labels] -= 1.0                            # softmax - onehot
     grad_logits *= (row_weights / total_weight)[:, None]
     return float(row_loss @ row_weights) / total_weight, grad_logits
 
