@@ -21,6 +21,12 @@ def test_bundled_iris_has_150_flowers_and_five_columns():
     assert sorted(set(iris.column("species").tolist())) == ["setosa", "versicolor", "virginica"]
 
 
+def test_missing_cells_are_empty_na_or_nan_in_any_case():
+    from tinymtl.data import is_missing
+    cells = np.array(["", "NA", "n/a", "NaN", "nan", "N/A", "0", "nana", "None", "x"])
+    assert is_missing(cells).tolist() == [True] * 6 + [False] * 4
+
+
 def test_cells_are_stripped_and_lines_are_physical_lines():
     t = table("a, b\n\n 1 ,x\n2,y\n")
     assert t.names == ["a", "b"]
@@ -47,9 +53,10 @@ def test_read_csv_names_a_missing_file(tmp_path):
 
 def test_feature_kinds_numbers_text_and_a_typo():
     t = table("n,c,code,typo\n1,red,10,1.5\n2,blue,20,2.5\n3,red,10,x\n4,red,30,4\n")
-    assert feature_kind(t, "n") == "numeric"
-    assert feature_kind(t, "c") == "categorical"
-    assert feature_kind(t, "code", categorical=True) == "categorical"
+    kind, values = feature_kind(t, "n")
+    assert kind == "numeric" and values.tolist() == [1, 2, 3, 4]
+    assert feature_kind(t, "c") == ("categorical", None)
+    assert feature_kind(t, "code", categorical=True) == ("categorical", None)
     with pytest.raises(DataError, match=r"line 4, column \"typo\": 'x' is not a number.*--categorical typo"):
         feature_kind(t, "typo")
 

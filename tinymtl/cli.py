@@ -259,7 +259,7 @@ def format_metrics(metrics, tasks):
         if task.kind == "classify":
             lines.append(f"  {name} (classify, {m['n_labelled']} rows): accuracy {m['accuracy']:.4f}"
                          f"  macro F1 {m['macro_f1']:.4f}")
-            width = max(len(c) for c in task.classes)
+            width = max(len(str(v)) for v in [*task.classes, *np.ravel(m["confusion_matrix"])])
             lines.append(f"    confusion matrix (rows: true class, columns: predicted)")
             lines.append("    " + " " * width + "  " + "  ".join(f"{c:>{width}}" for c in task.classes))
             for c, row in zip(task.classes, m["confusion_matrix"]):

@@ -137,7 +137,10 @@ def table_from_values(values, names, source="command line"):
 
 def is_missing(cells):
     """Boolean mask (n,) of the cells that hold no value: empty, NA, N/A or NaN (any case)."""
-    return np.isin(np.strings.lower(cells), MISSING)
+    short = np.strings.str_len(cells) <= 3  # lower-casing every cell would be slow
+    missing = np.zeros(cells.shape, dtype=bool)
+    missing[short] = np.isin(np.strings.lower(cells[short]), MISSING)
+    return missing
 
 
 def _numeric_mask(cells):
@@ -193,21 +196,27 @@ def _check_no_missing(table, name, cells):
 
 
 def feature_kind(table, name, categorical=False):
-    """'numeric' or 'categorical' for feature column ``name``, by reading every cell.
+    """('numeric', values (n,) float64) or ('categorical', None) for feature column ``name``.
 
     All cells numbers: numeric; none: categorical (text); a mix is taken for a typo and is a
     DataError naming the first cell of the minority kind, unless ``categorical`` is set.
+    Missing and infinite values are DataErrors naming their place.
     """
     cells = table.column(name)
     _check_no_missing(table, name, cells)
     if categorical:
-        return "categorical"
-    _, ok = to_numbers(cells)
+        return "categorical", None
+    values, ok = to_numbers(cells)
     n_numbers = int(ok.sum())
     if n_numbers == len(cells):
-        return "numeric"
+        infinite = np.isinf(values)
+        if infinite.any():
+            row = int(np.argmax(infinite))
+            raise DataError(f"{table.where(row, name)}: {str(cells[row])!r} is infinite; "
+                            f"feature values must be finite")
+        return "numeric", values
     if n_numbers == 0:
-        return "categorical"
+        return "categorical", None
     odd = ~ok if n_numbers * 2 >= len(cells) else ok
     row = int(np.argmax(odd))
     if n_numbers * 2 >= len(cells):
@@ -300,14 +309,12 @@ class Features:
         """Type each column in ``names``, and take statistics from ``rows`` (all rows if None)."""
         columns = []
         for name in names:
-            kind = feature_kind(table, name, categorical=name in categorical)
-            cells = table.column(name)
+            kind, values = feature_kind(table, name, categorical=name in categorical)
             if kind == "numeric":
-                values = numeric_column(table, name, what="feature")
                 mean, scale = mean_and_scale(values if rows is None else values[rows])
                 columns.append(NumericFeature(name, mean, scale))
             else:
-                columns.append(CategoricalFeature(name, sorted(set(cells.tolist()))))
+                columns.append(CategoricalFeature(name, sorted(set(table.column(name).tolist()))))
         if not columns:
             raise DataError(f"{table.source}: no feature columns left after the targets")
         return cls(columns)

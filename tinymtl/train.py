@@ -105,6 +105,7 @@ def train(args, *, stdout=None):
                  f"{features.n_inputs} inputs; tasks: "
                  + ", ".join(f"{name} ({task.kind})" for name, task in dataset.tasks.items()))
 
+    progress.start = time.perf_counter()
     model.network.fit(X[train_rows], take_targets(targets, train_rows),
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       momentum=args.momentum, weight_decay=args.weight_decay,
