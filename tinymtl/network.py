@@ -32,13 +32,14 @@ class _Workspace:
     """The arrays of one batch size's forward and backward pass, made once and reused.
 
     A training step writes every activation and activation gradient into these, so after the
-    first batch of each size it allocates no array of batch size. Names, for hidden layer i:
-    ``hidden[i]`` its output h_i (ReLU applied in place), ``slope[i]`` the ReLU's slope (1 where
-    the pre-activation was > 0, else 0), ``grad_hidden[i]`` dL/dh_i; then the logits of every
-    head and dL/dlogits.
+    first batch of each size it allocates no array of batch size. ``inputs`` holds the batch's
+    rows; for hidden layer i, ``hidden[i]`` its output h_i (ReLU applied in place), ``slope[i]``
+    the ReLU's slope (1 where the pre-activation was > 0, else 0), ``grad_hidden[i]`` dL/dh_i;
+    then the logits of every head side by side and dL/dlogits.
     """
 
-    def __init__(self, n_rows, hidden, n_logits, dtype):
+    def __init__(self, n_rows, n_inputs, hidden, n_logits, dtype):
+        self.inputs = np.empty((n_rows, n_inputs), dtype)
         self.hidden = [np.empty((n_rows, width), dtype) for width in hidden]
         self.slope = [np.empty((n_rows, width), dtype) for width in hidden]
         self.grad_hidden = [np.empty((n_rows, width), dtype) for width in hidden]
@@ -226,8 +227,8 @@ class MultiTaskNet:
         if workspace is None:
             if len(self._workspaces) > 4:  # a full batch and a last partial one are the usual pair
                 self._workspaces.clear()
-            workspace = self._workspaces[n_rows] = _Workspace(n_rows, self.hidden, self.n_logits,
-                                                              self.dtype)
+            workspace = self._workspaces[n_rows] = _Workspace(n_rows, self.n_inputs, self.hidden,
+                                                              self.n_logits, self.dtype)
         return workspace
 
     def _forward(self, x, ws=None, pool=None):
@@ -400,7 +401,6 @@ class MultiTaskNet:
             history.update({f"val_{name}": [] for name in self.heads})
         start_params = self.flat_params.copy()
         best_params, best_loss, self.best_epoch = None, math.inf, None
-        epoch_arrays = (np.empty_like(x), {name: np.empty_like(t) for name, t in targets.items()})
         with contextlib.ExitStack() as stack:
             pool = None
             if threads > 1 and any(parallel.worth_it(batch_size, *dense.params["W"].shape)
@@ -411,8 +411,7 @@ class MultiTaskNet:
                 try:
                     # Overflow while diverging is expected: the finite-loss check reports it.
                     with np.errstate(over="ignore", invalid="ignore"):
-                        epoch_losses = self._train_epoch(x, targets, batch_size, optimizer, rng,
-                                                         epoch_arrays, pool)
+                        epoch_losses = self._train_epoch(x, targets, batch_size, optimizer, rng, pool)
                 except TrainingDiverged as err:
                     self.flat_params[...] = start_params  # nothing half-trained is left behind
                     raise TrainingDiverged(f"training diverged in epoch {epoch}: {err}; "
@@ -437,23 +436,23 @@ class MultiTaskNet:
             self.flat_params[...] = best_params
         return history
 
-    def _train_epoch(self, x, targets, batch_size, optimizer, rng, epoch_arrays, pool):
+    def _train_epoch(self, x, targets, batch_size, optimizer, rng, pool):
         """One pass over the rows in a fresh random order; returns {task: mean training loss}.
 
-        The rows are gathered into ``epoch_arrays`` once (one copy per epoch); batches are views.
+        Each batch's input rows are gathered straight into the workspace, so the inputs are never
+        copied whole; the targets, a few bytes a row, are shuffled once per epoch.
         """
-        x_epoch, targets_epoch = epoch_arrays
         order = rng.permutation(x.shape[0])
-        np.take(x, order, axis=0, out=x_epoch)
-        for name, t in targets.items():
-            np.take(t, order, axis=0, out=targets_epoch[name])
+        targets = {name: t[order] for name, t in targets.items()}
         sums = dict.fromkeys(self.heads, 0.0)
         for start in range(0, x.shape[0], batch_size):
-            stop = min(start + batch_size, x.shape[0])
-            batch_targets = {name: t[start:stop] for name, t in targets_epoch.items()}
-            losses = self.train_step(x_epoch[start:stop], batch_targets, optimizer, pool)
+            rows = order[start:start + batch_size]
+            ws = self._workspace(rows.shape[0])
+            x_batch = np.take(x, rows, axis=0, out=ws.inputs)
+            batch_targets = {name: t[start:start + batch_size] for name, t in targets.items()}
+            losses = self.train_step(x_batch, batch_targets, optimizer, pool)
             for name, loss in losses.items():
-                sums[name] += loss * (stop - start)
+                sums[name] += loss * rows.shape[0]
         return {name: total / x.shape[0] for name, total in sums.items()}
 
     # ----------------------------------------------------------------------------------------
@@ -501,7 +500,7 @@ class MultiTaskNet:
         if x.dtype.kind not in "iuf":
             raise ValueError(f"{label} must be numeric, got dtype {x.dtype}")
         x = x.astype(self.dtype, copy=False)  # converted once; float32 stays float32
-        if not np.isfinite(x).all():
+        if not math.isfinite(np.add.reduce(x, axis=None)) and not np.isfinite(x).all():
             row, col = np.argwhere(~np.isfinite(x))[0]
             raise ValueError(f"{label} holds a non-finite value {x[row, col]} at row {row}, column {col}")
         return x
