@@ -109,3 +109,26 @@ def test_loading_rejects_files_that_are_not_command_line_models(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(CheckpointError, match="junk.npz"):
         Model.load(tmp_path / "junk.npz")
+
+
+def test_a_model_saved_as_safetensors_loads_back_bit_identically(tmp_path):
+    model, iris, X, labels = iris_model()
+    model.metrics = model.reloaded().evaluate(X, labels)
+    model.save_safetensors(tmp_path / "m.safetensors")
+    loaded = Model.load(tmp_path / "m.safetensors")  # the content, not the name, decides
+    assert loaded.features.to_meta() == model.features.to_meta() and loaded.metrics == model.metrics
+    assert {k: t.to_meta() for k, t in loaded.tasks.items()} == {k: t.to_meta() for k, t in model.tasks.items()}
+    for name, p in model.network.parameters().items():
+        assert loaded.network.parameters()[name].tobytes() == p.tobytes(), name
+    for name, out in model.predict(X).items():
+        assert np.array_equal(loaded.predict(X)[name], out)
+
+
+def test_loading_rejects_safetensors_without_model_metadata_and_text_files(tmp_path):
+    from tinymtl.checkpoint import write_safetensors
+    write_safetensors(tmp_path / "torch.safetensors", {"trunk.0.weight": np.zeros((2, 3), np.float32)})
+    with pytest.raises(CheckpointError, match="without tinymtl metadata"):
+        Model.load(tmp_path / "torch.safetensors")
+    (tmp_path / "data.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(CheckpointError, match=r"data.csv: not a readable tinymtl model file \(neither npz nor safetensors\)$"):
+        Model.load(tmp_path / "data.csv")

@@ -68,11 +68,18 @@ def load_npz(path):
     """Read an npz file written by ``save_npz``: returns ({name: ndarray}, meta)."""
     path = Path(path)
     try:
-        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:  # we close f, always
-            if "__meta__" not in npz.files:
-                raise CheckpointError(f"{path}: not a tinymtl file (no __meta__ entry)")
-            meta = json.loads(str(npz["__meta__"]))
-            arrays = {name: npz[name] for name in npz.files if name != "__meta__"}
+        with open(path, "rb") as f:
+            if f.read(4) not in (b"PK\x03\x04", b"PK\x05\x06"):  # the signatures an npz (zip) starts with
+                raise CheckpointError(f"{path}: not a readable tinymtl model file (neither npz nor "
+                                      f"safetensors)")
+            f.seek(0)
+            with np.load(f, allow_pickle=False) as npz:  # we close f, always
+                if "__meta__" not in npz.files:
+                    raise CheckpointError(f"{path}: not a tinymtl file (no __meta__ entry)")
+                meta = json.loads(str(npz["__meta__"]))
+                arrays = {name: npz[name] for name in npz.files if name != "__meta__"}
+    except CheckpointError:
+        raise  # already says what is wrong (it is a ValueError too: not to be wrapped below)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -296,20 +303,44 @@ def save_safetensors(net, path, extra_meta=None):
     write_safetensors(path, to_torch_layout(net), {"tinymtl": json.dumps(meta)})
 
 
+def _tinymtl_meta(metadata, path):
+    """The tinymtl metadata dict of a safetensors file, or None if it has none (a PyTorch file)."""
+    if "tinymtl" not in metadata:
+        return None
+    try:
+        meta = json.loads(metadata["tinymtl"])
+        meta["network"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise CheckpointError(f"{path}: the tinymtl metadata is not readable") from None
+    if not isinstance(meta.get("format", FORMAT_VERSION), int):
+        raise CheckpointError(f"{path}: the tinymtl metadata has no valid format version")
+    if meta.get("format", FORMAT_VERSION) > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: written by a newer tinymtl (format {meta['format']})")
+    return meta
+
+
 def network_from_safetensors(path, heads=None):
     """Build a network from a safetensors file (tinymtl's own, or a PyTorch MLP's)."""
     tensors, metadata = read_safetensors(path)
-    if "tinymtl" in metadata:
-        try:
-            meta = json.loads(metadata["tinymtl"])
-            description = meta["network"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise CheckpointError(f"{path}: the tinymtl metadata is not readable") from None
-        if meta.get("format", FORMAT_VERSION) > FORMAT_VERSION:
-            raise CheckpointError(f"{path}: written by a newer tinymtl (format {meta['format']})")
-        return network_from_arrays(description, from_torch_layout(tensors), path)
+    meta = _tinymtl_meta(metadata, path)
+    if meta is not None:
+        return network_from_arrays(meta["network"], from_torch_layout(tensors), path)
     return network_from_arrays(_describe_torch_tensors(tensors, heads, path),
                                from_torch_layout(tensors), path)
+
+
+def load_contents(path):
+    """(arrays named as ``parameters()``, metadata dict or None) of an npz or safetensors file.
+
+    The metadata is None only for a safetensors file without tinymtl metadata (a PyTorch file);
+    its arrays are then named after its tensors (``trunk.0.weight`` -> ``trunk.0.W``, transposed).
+    Nothing is checked against a network here: ``network_from_arrays`` does that.
+    """
+    path = Path(path)
+    if _is_safetensors(path):
+        tensors, metadata = read_safetensors(path)
+        return from_torch_layout(tensors), _tinymtl_meta(metadata, path)
+    return load_npz(path)
 
 
 def _describe_torch_tensors(tensors, heads, path):

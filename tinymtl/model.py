@@ -12,7 +12,9 @@ A model file is one ``.npz`` (``checkpoint.save_npz``): the network's parameters
                   | {"kind": "regress", "mean", "scale"}},
      "training": {options, seed, rows, source}, "metrics": {task: {...}}}
 
-It loads with ``numpy.load(path, allow_pickle=False)``.
+It loads with ``numpy.load(path, allow_pickle=False)``. ``save_safetensors`` writes the same model
+as safetensors (``python -m tinymtl.export``): the tensors under PyTorch's names and layouts and
+this metadata, as JSON, in the header's ``__metadata__["tinymtl"]``; ``load`` reads either.
 """
 
 import json
@@ -125,7 +127,17 @@ class Model:
         arrays, meta = self.to_file_contents()
         checkpoint.save_npz(path, arrays, meta)
 
+    def save_safetensors(self, path):
+        """Write the model as safetensors (PyTorch's tensor names and layouts, see
+        ``checkpoint``), the metadata in the header's ``__metadata__["tinymtl"]``; atomically."""
+        _, meta = self.to_file_contents()
+        checkpoint.save_safetensors(self.network, path, meta)
+
     @classmethod
     def load(cls, path):
-        arrays, meta = checkpoint.load_npz(path)
+        """Load a model written by ``save`` or ``save_safetensors`` (the file's content decides)."""
+        arrays, meta = checkpoint.load_contents(path)
+        if meta is None:
+            raise CheckpointError(f"{path}: a safetensors file without tinymtl metadata, not a "
+                                  f"model written by tinymtl.train or tinymtl.export")
         return cls.from_file_contents(arrays, meta, path)
