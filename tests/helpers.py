@@ -24,3 +24,29 @@ def random_targets(rng, heads, n_rows, missing=0.0):
             t[rng.random(t.shape) < missing] = np.nan
         targets[name] = t
     return targets
+
+
+# A family of related tasks: every target is a function of the same hidden features
+# h = tanh(x @ M) of four inputs, so a trunk trained on one target helps learn the others.
+RELATED_MAP = np.random.default_rng(12345).standard_normal((4, 4))
+
+
+def related_tasks_table(n_rows, *, seed):
+    """{column: values}: features a, b, c, d; source targets kind (up/down), size; target
+    targets grade (lo/hi), score, each a simple function of the shared hidden features."""
+    x = np.random.default_rng(seed).standard_normal((n_rows, 4))
+    h = np.tanh(x @ RELATED_MAP)
+    return {"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "d": x[:, 3],
+            "kind": np.where(h[:, 0] + h[:, 1] > 0, "up", "down"), "size": 3 * h[:, 2] + 10,
+            "grade": np.where(h[:, 1] - h[:, 2] > 0, "hi", "lo"), "score": 100 * (h[:, 0] - h[:, 3]) + 50}
+
+
+def write_related_csv(path, n_rows, columns, *, seed):
+    """Write the columns named (in that order) of ``related_tasks_table`` to a CSV file."""
+    table = related_tasks_table(n_rows, seed=seed)
+    lines = [",".join(columns)]
+    for i in range(n_rows):
+        lines.append(",".join(v if isinstance(v, str) else f"{v:.6g}"
+                              for v in (table[name][i] for name in columns)))
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)

@@ -2,6 +2,7 @@
 
     python -m tinymtl.train                      # Iris: species and petal_width at once
     python -m tinymtl.train --csv cars.csv --classify origin --regress mpg --out cars.npz
+    python -m tinymtl.train --csv new.csv --classify y --from cars.npz --freeze-trunk   # transfer
 
 Reads the CSV once, encodes every column once (vectorised), trains with MultiTaskNet.fit, then
 reports each task's validation metrics, computed by a copy of the model rebuilt exactly as
@@ -13,7 +14,7 @@ import time
 
 import numpy as np
 
-from . import cli
+from . import cli, transfer
 from .data import take_targets
 from .model import Model
 
@@ -33,6 +34,7 @@ def build_parser():
                "the other three measurements) and writes model.npz.")
     cli.add_data_options(parser)
     add_training_options(parser)
+    transfer.add_transfer_options(parser)
     output = parser.add_argument_group("output")
     output.add_argument("--out", metavar="PATH", default="model.npz",
                         help="model file to write (replaced atomically; untouched on error)")
@@ -92,13 +94,23 @@ def random_streams(seed):
 def train(args, *, stdout=None):
     """Train as ``args`` says and save the model; returns the Model (with its metrics)."""
     stdout = stdout or sys.stdout
+    transfer.check_options(args)
     progress = Progress(args.epochs, quiet=args.quiet, verbose=args.verbose)
     split_rng, net_rng = random_streams(args.seed)
     dataset = cli.load_dataset(args, rng=split_rng)
-    features = cli.fit_features(dataset)
-    model = Model.build(features, dataset.tasks, hidden=args.hidden, rng=net_rng)
+    if args.source is None:
+        model = Model.build(cli.fit_features(dataset), dataset.tasks, hidden=args.hidden, rng=net_rng)
+        fit_options, origin = {}, None
+    else:  # transfer learning: the source's trunk and features, new heads
+        model, fit_options, origin = transfer.start_from(args, dataset, rng=net_rng,
+                                                         default_hidden=DEFAULTS["hidden"])
+    features = model.features
     X = model.inputs(dataset.table)                     # (n_rows, n_inputs), every row at once
     targets = model.targets(dataset.labels)
+    if origin is not None:  # kept heads that are not in the data get no labels
+        targets = transfer.targets_for(model, targets, dataset.table.n_rows)
+        progress.say(f"from {origin['from']}: trunk {','.join(map(str, model.network.hidden))} "
+                     f"{origin['trunk']}; heads kept: {', '.join(origin['kept_heads']) or 'none'}")
     train_rows, val_rows = dataset.train_rows, dataset.val_rows
     progress.say(f"{dataset.table.source}: {dataset.table.n_rows} rows ({len(train_rows)} training, "
                  f"{len(val_rows)} validation); {len(features.names)} features -> "
@@ -109,14 +121,17 @@ def train(args, *, stdout=None):
     model.network.fit(X[train_rows], take_targets(targets, train_rows),
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       momentum=args.momentum, weight_decay=args.weight_decay,
-                      validation=(X[val_rows], take_targets(targets, val_rows)), callback=progress)
+                      validation=(X[val_rows], take_targets(targets, val_rows)), callback=progress,
+                      **fit_options)
 
     model.training = {"source": dataset.table.source, "features": dataset.feature_names,
                       "categorical": dataset.categorical, "seed": args.seed,
-                      "val_fraction": args.val_fraction, "hidden": list(args.hidden),
+                      "val_fraction": args.val_fraction, "hidden": list(model.network.hidden),
                       "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                       "momentum": args.momentum, "weight_decay": args.weight_decay,
                       "n_train": int(len(train_rows)), "n_val": int(len(val_rows))}
+    if origin is not None:
+        model.training["transfer"] = origin
     saved = model.reloaded()  # exactly what predict will load from the file
     model.metrics = saved.evaluate(X[val_rows], take_targets(dataset.labels, val_rows))
     model.save(args.out)
