@@ -28,18 +28,10 @@ class Dense:
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
         self.x = None  # cache: the input, needed for dL/dW
 
-    def forward(self, x, out=None, *, pool=None):
-        """x (batch, n_in) -> out (batch, n_out).
-
-        With a ``tinymtl.parallel.Pool`` (and ``out``), a large product is split by rows of the
-        batch across the pool's threads; the result is the same.
-        """
+    def forward(self, x, out=None):
+        """x (batch, n_in) -> out (batch, n_out)."""
         self.x = x
-        W = self.params["W"]
-        if pool is not None and out is not None and pool.worth_it(x.shape[0], *W.shape):
-            pool.matmul(x, W, out)
-        else:
-            out = np.matmul(x, W, out=out)
+        out = np.matmul(x, self.params["W"], out=out)
         out += self.params["b"]  # broadcast over the batch
         return out
 
@@ -51,20 +43,22 @@ class Dense:
         dL/dx = grad_out @ W.T       (batch, n_in)
 
         ``need_grad_x=False`` skips the last product (the first layer's input is the data).
-        With a pool, dL/dW and dL/dx, which do not depend on each other, run side by side.
+        With a ``tinymtl.parallel.Pool``, dL/dW and dL/dx, which do not depend on each other,
+        run side by side on two cores.
         """
         x, W, grad_W = self.x, self.params["W"], self.grads["W"]
         np.add.reduce(grad_out, axis=0, out=self.grads["b"])  # np.sum without its Python wrapper
-        if pool is None or not pool.worth_it(*x.shape, W.shape[1]):
-            np.matmul(x.T, grad_out, out=grad_W)
-            return np.matmul(grad_out, W.T, out=out) if need_grad_x else None
         if not need_grad_x:
-            pool.matmul(x.T, grad_out, grad_W)  # split by rows of dL/dW, i.e. by input unit
+            np.matmul(x.T, grad_out, out=grad_W)
             return None
         if out is None:
             out = np.empty_like(x)
-        pool.side_by_side(lambda: np.matmul(x.T, grad_out, out=grad_W),
-                          lambda: np.matmul(grad_out, W.T, out=out))
+        if pool is not None and pool.worth_it(x.shape[0], x.shape[1], W.shape[1]):
+            pool.side_by_side(lambda: np.matmul(x.T, grad_out, out=grad_W),
+                              lambda: np.matmul(grad_out, W.T, out=out))
+        else:
+            np.matmul(x.T, grad_out, out=grad_W)
+            np.matmul(grad_out, W.T, out=out)
         return out
 
 

@@ -231,17 +231,16 @@ class MultiTaskNet:
                                                               self.n_logits, self.dtype)
         return workspace
 
-    def _forward(self, x, ws=None, pool=None):
+    def _forward(self, x, ws=None):
         """x (batch, n_inputs) -> logits of every head side by side (batch, n_logits).
 
         With a workspace ``ws`` every array is written into it; without, arrays are allocated.
-        A ``pool`` (training with several threads) runs large products on several cores.
         """
         h = x
         for i, (dense, relu) in enumerate(zip(self.trunk, self.relus)):
-            z = dense.forward(h, out=ws and ws.hidden[i], pool=pool)
+            z = dense.forward(h, out=ws and ws.hidden[i])
             h = relu.forward(z, out=z, slope=ws and ws.slope[i])  # in place: backward needs only the slope
-        return self.head_layer.forward(h, out=ws and ws.logits, pool=pool)
+        return self.head_layer.forward(h, out=ws and ws.logits)
 
     def _losses(self, logits, targets, ws=None):
         """Each head's mean loss on its own columns, their weighted total L, and dL/dlogits.
@@ -311,7 +310,7 @@ class MultiTaskNet:
         Raises TrainingDiverged, before touching the parameters, if L is not finite.
         """
         ws = self._workspace(x.shape[0])
-        total, losses, grad_logits = self._losses(self._forward(x, ws, pool), targets, ws)
+        total, losses, grad_logits = self._losses(self._forward(x, ws), targets, ws)
         if not math.isfinite(total):
             raise TrainingDiverged(f"the loss became {total}")
         if getattr(self.weighting, "surgery", False):
@@ -371,8 +370,8 @@ class MultiTaskNet:
         after each epoch.
 
         ``threads`` (default: OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS or the
-        number of cores) is how many cores a step's large products may use (see
-        ``tinymtl.parallel``); small networks always run on one.
+        number of cores) is how many cores training may use: BLAS's threads, and a worker that
+        runs a layer's two gradient products side by side (see ``tinymtl.parallel``).
 
         If the loss becomes NaN or infinite, the parameters are restored to what they were
         before ``fit`` and TrainingDiverged (a ValueError) is raised.
@@ -402,11 +401,11 @@ class MultiTaskNet:
         start_params = self.flat_params.copy()
         best_params, best_loss, self.best_epoch = None, math.inf, None
         with contextlib.ExitStack() as stack:
-            pool = None
-            if threads > 1 and any(parallel.worth_it(batch_size, *dense.params["W"].shape)
-                                   for dense in [*self.trunk, self.head_layer]):
-                stack.enter_context(parallel.single_threaded_blas())
-                pool = stack.enter_context(contextlib.closing(parallel.Pool(threads)))
+            stack.enter_context(parallel.blas_threads(threads))
+            pool = None  # a worker thread for the backward pass's independent products
+            if threads > 1 and any(parallel.Pool.worth_it(batch_size, *dense.params["W"].shape)
+                                   for dense in [*self.trunk[1:], self.head_layer]):
+                pool = stack.enter_context(contextlib.closing(parallel.Pool()))
             for epoch in range(1, epochs + 1):
                 try:
                     # Overflow while diverging is expected: the finite-loss check reports it.

@@ -1,24 +1,24 @@
-"""Running a training step's large matrix products on more than one core.
+"""Running a training step on more than one core.
 
-NumPy releases the GIL inside BLAS, so two Python threads can each run a product on its own core.
-A step has products that do not depend on each other: a layer's weight gradient x.T @ grad_out
-and its input gradient grad_out @ W.T. And any product splits by rows of its output: the top
-half of x @ W needs only the top half of x. The pool runs such pieces side by side while BLAS
-itself runs single-threaded (else each piece would start BLAS threads of its own and the cores
-would be oversubscribed).
+Two ways, used together. BLAS itself can split one matrix product across threads: ``fit`` sets
+its thread count for the duration of training (and restores it after), so ``threads=1`` means
+one core for tinymtl, as it does for PyTorch. And NumPy releases the GIL inside BLAS, so two
+Python threads can each run a product on its own core: a layer's weight gradient x.T @ grad_out
+and its input gradient grad_out @ W.T do not depend on each other, so the pool runs them side by
+side, with BLAS single-threaded for that moment (else each would start BLAS threads of its own
+and oversubscribe the cores).
+
+Handing work to another thread costs tens of microseconds, so only pairs of products of at least
+``MIN_WORK`` multiply-adds each go to the pool; small networks never pay for a hand-off.
 
 The number of threads follows the usual settings: ``threads=`` where the API takes it, else
 ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` or ``MKL_NUM_THREADS``, else the number of cores.
-Only products of at least ``MIN_WORK`` multiply-adds go to the pool: for small ones a thread
-hand-off costs more than the product.
 """
 
 import contextlib
 import ctypes
 import os
 from concurrent.futures import ThreadPoolExecutor
-
-import numpy as np
 
 MIN_WORK = 1 << 20  # multiply-adds; below this a product runs on the calling thread
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -59,15 +59,15 @@ def _openblas_thread_functions():
 
 
 @contextlib.contextmanager
-def single_threaded_blas():
-    """Run the block with BLAS on one thread (where its threads can be controlled), then restore."""
+def blas_threads(threads):
+    """Run the block with BLAS on ``threads`` threads (where they can be controlled), then restore."""
     functions = _openblas_thread_functions()
     if functions is None:
         yield
         return
     set_threads, get_threads = functions
     before = get_threads()
-    set_threads(1)
+    set_threads(threads)
     try:
         yield
     finally:
@@ -75,37 +75,32 @@ def single_threaded_blas():
 
 
 class Pool:
-    """``threads - 1`` worker threads; the calling thread does a share of every job too."""
+    """One worker thread beside the calling thread, for pairs of independent products."""
 
-    def __init__(self, threads):
-        self.threads = int(threads)
-        self._executor = ThreadPoolExecutor(max_workers=self.threads - 1,
-                                            thread_name_prefix="tinymtl")
+    def __init__(self):
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tinymtl")
+        self._blas = _openblas_thread_functions()
 
     def close(self):
         self._executor.shutdown(wait=True)
 
     def side_by_side(self, first, second):
-        """Run ``first()`` on a worker and ``second()`` here; return when both are done."""
-        job = self._executor.submit(first)
-        second()
-        job.result()
-
-    def matmul(self, a, b, out):
-        """out = a @ b with the rows of ``out`` split evenly across the threads."""
-        n_rows = a.shape[0]
-        bounds = [n_rows * k // self.threads for k in range(self.threads + 1)]
-        jobs = [self._executor.submit(np.matmul, a[lo:hi], b, out=out[lo:hi])
-                for lo, hi in zip(bounds[:-1], bounds[1:-1]) if hi > lo]
-        np.matmul(a[bounds[-2]:], b, out=out[bounds[-2]:])
-        for job in jobs:
+        """Run ``first()`` on the worker and ``second()`` here, each with single-threaded BLAS."""
+        if self._blas is not None:
+            set_threads, get_threads = self._blas
+            before = get_threads()
+            set_threads(1)
+        try:
+            job = self._executor.submit(first)
+            second()
             job.result()
-        return out
+        finally:
+            if self._blas is not None:
+                set_threads(before)
 
-    def worth_it(self, n_rows, n_inner, n_cols):
-        return worth_it(n_rows, n_inner, n_cols)
 
-
-def worth_it(n_rows, n_inner, n_cols):
-    """Is an (n_rows, n_inner) @ (n_inner, n_cols) product big enough to split across threads?"""
-    return n_rows * n_inner * n_cols >= MIN_WORK
+    @staticmethod
+    def worth_it(n_rows, n_in, n_out):
+        """Is a layer's gradient pair, each of about n_rows * n_in * n_out multiply-adds, big
+        enough to be worth a hand-off to another thread?"""
+        return n_rows * n_in * n_out >= MIN_WORK
