@@ -239,6 +239,21 @@ def test_early_stopping_restores_the_best_epoch():
     assert net.task_losses(X[30:], {"y": y[30:]})["y"] == pytest.approx(history["val_y"][best])
 
 
+def test_early_stopping_calls_back_for_every_epoch_the_last_one_included():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 3))
+    y = (X[:, 0] > 0).astype(int)
+    y_noisy = np.where(rng.random(60) < 0.4, 1 - y, y)
+    net = MultiTaskNet(3, (32, 32), {"y": Classify(2)}, seed=0, dtype=np.float64)
+    seen = []
+    history = net.fit(X[:30], {"y": y_noisy[:30]}, epochs=300, lr=0.2, patience=5,
+                      validation=(X[30:], {"y": y[30:]}),
+                      callback=lambda epoch, h: seen.append((epoch, len(h["val_y"]))))
+    assert len(history["y"]) < 300  # it did stop early
+    assert seen == [(epoch, epoch) for epoch in range(1, len(history["y"]) + 1)]
+    assert len(history["y"]) == net.best_epoch + 5
+
+
 BAD_CALLS = [
     (lambda: MultiTaskNet(3, (0,), {"y": Classify(2)}), "hidden"),
     (lambda: MultiTaskNet(3, (4,), {"y": Classify(2)}, dtype=np.int32), "dtype"),

@@ -418,6 +418,7 @@ class MultiTaskNet:
                 self.weighting.end_epoch(epoch_losses)
                 for name, loss in epoch_losses.items():
                     history[name].append(loss)
+                stop = False
                 if validation is not None:
                     val_losses = self.task_losses(x_val, targets_val)
                     for name, loss in val_losses.items():
@@ -427,10 +428,11 @@ class MultiTaskNet:
                         if val_total < best_loss:
                             best_loss, self.best_epoch = val_total, epoch
                             best_params = self.flat_params.copy()
-                        elif epoch - self.best_epoch >= patience:
-                            break
-                if callback is not None:
+                        stop = epoch - self.best_epoch >= patience
+                if callback is not None:  # every completed epoch, the last one included
                     callback(epoch, history)
+                if stop:
+                    break
         if best_params is not None:
             self.flat_params[...] = best_params
         return history
