@@ -132,6 +132,39 @@ def hidden_sizes(text):
     return sizes
 
 
+def task_weight(text):
+    """'species=0.5' -> ('species', 0.5): a task's weight, a finite number >= 0."""
+    name, sep, value = text.rpartition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected TASK=WEIGHT such as species=0.5, got {text!r}")
+    try:
+        weight = non_negative_float(value)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected TASK=WEIGHT with a weight >= 0, got {text!r}") from None
+    return name.strip(), weight
+
+
+def class_weight_spec(text):
+    """'species=balanced' -> ('species', 'balanced'); 'y=a:1,b:3' -> ('y', {'a': 1.0, 'b': 3.0})."""
+    expected = "TASK=balanced or TASK=CLASS:WEIGHT,CLASS:WEIGHT"
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    if value.strip().lower() == "balanced":
+        return name.strip(), "balanced"
+    weights = {}
+    for item in value.split(","):
+        label, colon, number = item.rpartition(":")
+        try:
+            if not colon or not label.strip():
+                raise argparse.ArgumentTypeError
+            weights[label.strip()] = non_negative_float(number)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(f"expected {expected} with weights >= 0, "
+                                             f"got {text!r} (at {item!r})") from None
+    return name.strip(), weights
+
+
 def column_list(text):
     """'a,b,c' -> ['a', 'b', 'c']."""
     names = [name.strip() for name in text.split(",")]
@@ -145,7 +178,8 @@ def column_list(text):
 
 
 def add_data_options(parser):
-    """--csv, --classify, --regress, --features, --categorical, --val-fraction, --seed."""
+    """--csv, --classify, --regress, --features, --categorical, --val-fraction, --seed,
+    --no-target-scaling."""
     group = parser.add_argument_group("data")
     group.add_argument("--csv", metavar="FILE",
                        help="CSV file with a header row (default: the bundled Iris data, "
@@ -164,6 +198,9 @@ def add_data_options(parser):
                             "first classification target")
     group.add_argument("--seed", type=non_negative_int, default=0,
                        help="random seed for the split, the initial weights and the batch order")
+    group.add_argument("--no-target-scaling", dest="target_scaling", action="store_false",
+                       help="train on regression targets in the CSV's units instead of "
+                            "standardising them (mean 0, standard deviation 1) first")
 
 
 @dataclass
@@ -177,6 +214,16 @@ class Dataset:
     labels: dict         # {name: class indices or values in the user's units} for every row
     train_rows: np.ndarray
     val_rows: np.ndarray
+    target_scaling: bool = True
+
+    def split(self, train_rows, val_rows):
+        """The same data with other training and validation rows: regression statistics are
+        taken again from the new training rows (compare uses this for every fold)."""
+        tasks = {name: (RegressTarget.fit(self.table, name, rows=train_rows, scale=self.target_scaling)
+                        if task.kind == "regress" else task)
+                 for name, task in self.tasks.items()}
+        return Dataset(self.table, self.feature_names, self.categorical, tasks, self.labels,
+                       np.asarray(train_rows), np.asarray(val_rows), self.target_scaling)
 
 
 def load_dataset(args, *, rng):
@@ -230,12 +277,13 @@ def load_dataset(args, *, rng):
     strata = labels[classify[0]] if classify else None
     train_rows, val_rows = split_rows(table.n_rows, args.val_fraction, rng=rng, strata=strata,
                                       source=table.source)
+    target_scaling = getattr(args, "target_scaling", True)
     tasks = dict(classes)
     for name in regress:
-        tasks[name] = RegressTarget.fit(table, name, rows=train_rows)
+        tasks[name] = RegressTarget.fit(table, name, rows=train_rows, scale=target_scaling)
     tasks = {name: tasks[name] for name in targets}  # the user's order
     return Dataset(table, feature_names, list(args.categorical), tasks,
-                   {name: labels[name] for name in targets}, train_rows, val_rows)
+                   {name: labels[name] for name in targets}, train_rows, val_rows, target_scaling)
 
 
 def fit_features(dataset):

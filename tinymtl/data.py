@@ -399,7 +399,9 @@ class RegressTarget:
     kind = "regress"
 
     @classmethod
-    def fit(cls, table, name, rows=None):
+    def fit(cls, table, name, rows=None, *, scale=True):
+        """Statistics of column ``name`` over ``rows`` (all rows if None); with ``scale=False``
+        the target is left in the user's units (mean 0, scale 1), as --no-target-scaling asks."""
         values = numeric_column(table, name, what="regression target")
         if rows is not None:
             values = values[rows]
@@ -407,8 +409,9 @@ class RegressTarget:
         if labelled.size == 0:
             raise DataError(f'{table.source}: regression target "{name}" has no values '
                             f"{'in the training rows' if rows is not None else ''}".rstrip())
-        mean, scale = mean_and_scale(labelled)
-        return cls(name, mean, scale)
+        if not scale:
+            return cls(name, 0.0, 1.0)
+        return cls(name, *mean_and_scale(labelled))
 
     def encode(self, table):
         """Column -> values (n_rows,) float64 in the user's units, NaN where missing."""

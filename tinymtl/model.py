@@ -5,7 +5,8 @@ A model file is one ``.npz`` (``checkpoint.save_npz``): the network's parameters
 ``parameters()`` names and a JSON ``__meta__`` entry:
 
     {"format": 1, "kind": "tinymtl.model",
-     "network":  {"n_inputs", "hidden", "heads", "dtype", "seed", "loss_weights"},
+     "network":  {"n_inputs", "hidden", "heads" (with class weights), "dtype", "seed",
+                  "loss_weights", "weighting": {"method", "options", "weights"}},
      "features": [{"name", "kind": "numeric", "mean", "scale"}
                   | {"name", "kind": "categorical", "categories": [...]}, ...],
      "tasks":    {name: {"kind": "classify", "classes": [...]}
@@ -38,11 +39,20 @@ class Model:
         self.training, self.metrics = dict(training or {}), dict(metrics or {})
 
     @classmethod
-    def build(cls, features, tasks, *, hidden, rng, dtype=np.float32):
-        """A fresh network for ``features`` (Features) and ``tasks`` ({name: target})."""
-        heads = {name: Classify(len(t.classes)) if t.kind == "classify" else Regress(1)
+    def build(cls, features, tasks, *, hidden, rng, dtype=np.float32, class_weights=None,
+              loss_weights=None, weighting="fixed", weighting_options=None):
+        """A fresh network for ``features`` (Features) and ``tasks`` ({name: target}).
+
+        ``class_weights`` ({task: one weight per class}), ``loss_weights``, ``weighting`` and
+        ``weighting_options`` go to the heads and the network as they are.
+        """
+        class_weights = class_weights or {}
+        heads = {name: (Classify(len(t.classes), class_weights.get(name)) if t.kind == "classify"
+                        else Regress(1))
                  for name, t in tasks.items()}
-        network = MultiTaskNet(features.n_inputs, hidden, heads, rng=rng, dtype=dtype)
+        network = MultiTaskNet(features.n_inputs, hidden, heads, rng=rng, dtype=dtype,
+                               loss_weights=loss_weights, weighting=weighting,
+                               weighting_options=weighting_options)
         return cls(network, features, tasks)
 
     # ----------------------------------------------------------------------------------------

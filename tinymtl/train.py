@@ -16,7 +16,11 @@ import numpy as np
 
 from . import cli, transfer
 from .data import take_targets
+from .errors import OptionError
+from .heads import Classify
 from .model import Model
+from .network import MultiTaskNet
+from .weighting import METHODS
 
 # Chosen by measurement against scikit-learn's MLP on synthetic CSVs of 250-500 rows (nonlinear
 # classes, nonlinear regression, text + numeric features): weight decay 0.01 closed most of the gap
@@ -45,13 +49,15 @@ def build_parser():
 
 
 def add_training_options(parser):
-    """--hidden, --epochs, --batch-size, --lr, --momentum, --weight-decay."""
+    """--hidden, --epochs, --batch-size, --lr, --momentum, --weight-decay, --patience, and the
+    task-balance options --weighting, --loss-weight, --gradnorm-alpha, --dwa-temperature,
+    --class-weight (``network_options`` and ``fit_options`` read them back)."""
     group = parser.add_argument_group("training")
     group.add_argument("--hidden", type=cli.hidden_sizes, default=DEFAULTS["hidden"],
                        metavar="W,W,...", help="widths of the shared trunk's hidden layers "
                                                "(units); 'none' puts the heads on the inputs")
     group.add_argument("--epochs", type=cli.positive_int, default=DEFAULTS["epochs"],
-                       help="passes over the training rows")
+                       help="passes over the training rows (at most, with --patience)")
     group.add_argument("--batch-size", type=cli.positive_int, default=DEFAULTS["batch_size"],
                        help="rows per SGD step")
     group.add_argument("--lr", type=cli.positive_float, default=DEFAULTS["lr"],
@@ -60,14 +66,131 @@ def add_training_options(parser):
                        help="SGD momentum, in [0, 1)")
     group.add_argument("--weight-decay", type=cli.non_negative_float, default=DEFAULTS["weight_decay"],
                        help="L2 penalty on the weights (per unit of weight)")
+    group.add_argument("--patience", type=cli.positive_int, metavar="N",
+                       help="early stopping: stop when the validation loss (the sum of the tasks' "
+                            "unweighted mean losses) has not improved for N epochs, and keep the "
+                            "best epoch's weights (default: train every epoch, keep the last)")
+    balance = parser.add_argument_group("task balance")
+    balance.add_argument("--weighting", choices=METHODS, default="fixed",
+                         help="how the tasks' losses combine: fixed weights; learned uncertainty "
+                              "weights (Kendall et al. 2018); GradNorm (Chen et al. 2018); "
+                              "Dynamic Weight Average (Liu et al. 2019); PCGrad gradient surgery "
+                              "(Yu et al. 2020)")
+    balance.add_argument("--loss-weight", metavar="TASK=W", type=cli.task_weight, action="extend",
+                         nargs="+", default=[],
+                         help="a task's loss weight, >= 0 (default 1; repeatable: "
+                              "--loss-weight species=1 petal_width=0.5); with gradnorm and dwa it "
+                              "multiplies the adapted weight; uncertainty learns its own")
+    balance.add_argument("--gradnorm-alpha", type=cli.non_negative_float, metavar="ALPHA",
+                         help="GradNorm's asymmetry: 0 equalises the tasks' gradient norms, "
+                              "larger values push harder on tasks that train slower "
+                              "(default 1.5, the paper's)")
+    balance.add_argument("--dwa-temperature", type=cli.positive_float, metavar="T",
+                         help="DWA's temperature: larger values give more even weights "
+                              "(default 2, the paper's)")
+    balance.add_argument("--class-weight", metavar="TASK=SPEC", type=cli.class_weight_spec,
+                         action="extend", nargs="+", default=[],
+                         help="class weights of a classification task, for imbalanced labels: "
+                              "TASK=balanced (n_rows / (n_classes * rows of the class), over the "
+                              "training rows) or TASK=CLASS:W,CLASS:W (unnamed classes weigh 1)")
+
+
+def network_options(args, dataset):
+    """The MultiTaskNet options the task-balance arguments ask for: a dict for ``Model.build``.
+
+    OptionError for a task or class the data does not have, or an option the method ignores.
+    """
+    tasks = dataset.tasks
+    loss_weights = {}
+    for name, weight in args.loss_weight:
+        _check_task(name, tasks, "--loss-weight")
+        loss_weights[name] = weight
+    if loss_weights and args.weighting == "uncertainty":
+        raise OptionError("--loss-weight does not apply to --weighting uncertainty, which learns "
+                          "every task's weight; drop --loss-weight or choose another method")
+    options = {}
+    for option, value, method, key in (("--gradnorm-alpha", args.gradnorm_alpha, "gradnorm", "alpha"),
+                                       ("--dwa-temperature", args.dwa_temperature, "dwa", "temperature")):
+        if value is None:
+            continue
+        if args.weighting != method:
+            raise OptionError(f"{option} applies to --weighting {method} only "
+                              f"(the weighting is {args.weighting})")
+        options[key] = value
+    class_weights = {}
+    for name, spec in args.class_weight:
+        _check_task(name, tasks, "--class-weight")
+        task = tasks[name]
+        if task.kind != "classify":
+            raise OptionError(f"--class-weight {name}: {name} is a regression task; class weights "
+                              f"apply to --classify tasks")
+        if spec == "balanced":
+            class_weights[name] = balanced_class_weights(dataset.labels[name][dataset.train_rows],
+                                                         len(task.classes))
+            continue
+        unknown = [label for label in spec if label not in task.classes]
+        if unknown:
+            raise OptionError(f"--class-weight {name}: no class {unknown[0]!r} in column {name}; "
+                              f"its classes are {', '.join(task.classes)}")
+        class_weights[name] = tuple(spec.get(label, 1.0) for label in task.classes)
+    return {"loss_weights": loss_weights, "weighting": args.weighting,
+            "weighting_options": options, "class_weights": class_weights}
+
+
+def _check_task(name, tasks, option):
+    if name not in tasks:
+        raise OptionError(f"{option} {name}: no task {name!r}; the tasks are {', '.join(tasks)}")
+
+
+def balanced_class_weights(labels, n_classes):
+    """scikit-learn's "balanced" weights: n_labelled / (n_classes * count of the class), one per
+    class, from class indices (-1 = no label); a class absent from ``labels`` weighs 1."""
+    labels = labels[labels >= 0]
+    counts = np.bincount(labels, minlength=n_classes)
+    return tuple(len(labels) / (n_classes * int(c)) if c else 1.0 for c in counts)
+
+
+def rebalanced(network, balance):
+    """``network`` with the task-balance options ``balance`` (from ``network_options``) applied.
+
+    Transfer learning (``--from``) builds its network with fixed unit weights and no class
+    weights; this returns a network of the same architecture, every parameter copied, that
+    weighs its tasks as asked (learned log-variances start at 0). The batch order is kept.
+    """
+    if balance["weighting"] == "fixed" and not balance["loss_weights"] and not balance["class_weights"]:
+        return network
+    heads = {name: (Classify(head.n_classes, balance["class_weights"].get(name, head.class_weights))
+                    if head.kind == "classify" else head)
+             for name, head in network.heads.items()}
+    net = MultiTaskNet(network.n_inputs, network.hidden, heads, rng=np.random.default_rng(0),
+                       dtype=network.dtype, loss_weights={**network.loss_weights, **balance["loss_weights"]},
+                       weighting=balance["weighting"], weighting_options=balance["weighting_options"])
+    source = network.parameters()
+    for name, p in net.parameters().items():
+        if name in source:
+            p[...] = source[name]
+    net.shuffle_rng = network.shuffle_rng
+    return net
+
+
+def fit_options(args):
+    """The MultiTaskNet.fit options the training arguments ask for (no data, no callback)."""
+    return {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+            "momentum": args.momentum, "weight_decay": args.weight_decay,
+            "patience": args.patience}
 
 
 class Progress:
-    """Compact progress on stderr: about ten lines by default, every epoch with --verbose."""
+    """Compact progress on stderr: about ten lines by default, every epoch with --verbose.
 
-    def __init__(self, epochs, *, quiet=False, verbose=False, stream=None):
+    With ``weights`` (a function returning {task: weight}) each line also shows the current task
+    weights, for the methods that adapt or learn them.
+    """
+
+    def __init__(self, epochs, *, quiet=False, verbose=False, stream=None, weights=None):
         self.every = 1 if verbose else max(1, epochs // 10)
         self.quiet, self.epochs, self.stream = quiet, epochs, stream or sys.stderr
+        self.weights = weights
         self.start = time.perf_counter()
 
     def say(self, text):
@@ -81,9 +204,16 @@ class Progress:
                           if not name.startswith("val_"))
         val = "  ".join(f"{name[4:]} {losses[-1]:.4f}" for name, losses in history.items()
                         if name.startswith("val_"))
+        weights = ""
+        if self.weights is not None:
+            weights = "  | weights: " + format_weights(self.weights())
         self.say(f"epoch {epoch:>{len(str(self.epochs))}}/{self.epochs}  loss: {train}"
-                 + (f"  | validation: {val}" if val else "")
+                 + (f"  | validation: {val}" if val else "") + weights
                  + f"  ({time.perf_counter() - self.start:.1f} s)")
+
+
+def format_weights(weights):
+    return "  ".join(f"{name} {weight:.4g}" for name, weight in weights.items())
 
 
 def random_streams(seed):
@@ -95,16 +225,22 @@ def train(args, *, stdout=None):
     """Train as ``args`` says and save the model; returns the Model (with its metrics)."""
     stdout = stdout or sys.stdout
     transfer.check_options(args)
-    progress = Progress(args.epochs, quiet=args.quiet, verbose=args.verbose)
     split_rng, net_rng = random_streams(args.seed)
     dataset = cli.load_dataset(args, rng=split_rng)
+    balance = network_options(args, dataset)
     if args.source is None:
-        model = Model.build(cli.fit_features(dataset), dataset.tasks, hidden=args.hidden, rng=net_rng)
-        fit_options, origin = {}, None
+        model = Model.build(cli.fit_features(dataset), dataset.tasks, hidden=args.hidden,
+                            rng=net_rng, **balance)
+        transfer_fit, origin = {}, None
     else:  # transfer learning: the source's trunk and features, new heads
-        model, fit_options, origin = transfer.start_from(args, dataset, rng=net_rng,
-                                                         default_hidden=DEFAULTS["hidden"])
+        model, transfer_fit, origin = transfer.start_from(args, dataset, rng=net_rng,
+                                                          default_hidden=DEFAULTS["hidden"])
+        model.network = rebalanced(model.network, balance)
     features = model.features
+    network = model.network
+    adaptive = network.weighting.method != "fixed"
+    progress = Progress(args.epochs, quiet=args.quiet, verbose=args.verbose,
+                        weights=network.weighting.current_weights if adaptive else None)
     X = model.inputs(dataset.table)                     # (n_rows, n_inputs), every row at once
     targets = model.targets(dataset.labels)
     if origin is not None:  # kept heads that are not in the data get no labels
@@ -116,23 +252,46 @@ def train(args, *, stdout=None):
                  f"{len(val_rows)} validation); {len(features.names)} features -> "
                  f"{features.n_inputs} inputs; tasks: "
                  + ", ".join(f"{name} ({task.kind})" for name, task in dataset.tasks.items()))
+    if adaptive or balance["loss_weights"] or balance["class_weights"]:
+        progress.say(f"weighting: {network.weighting.method}, starting weights "
+                     + format_weights(network.weighting.current_weights())
+                     + "".join(f"; {name} class weights " + ", ".join(
+                         f"{c} {w:.4g}" for c, w in zip(dataset.tasks[name].classes, weights))
+                         for name, weights in balance["class_weights"].items()))
 
+    targets_val = take_targets(targets, val_rows)
+    options = fit_options(args)
     progress.start = time.perf_counter()
-    model.network.fit(X[train_rows], take_targets(targets, train_rows),
-                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                      momentum=args.momentum, weight_decay=args.weight_decay,
-                      validation=(X[val_rows], take_targets(targets, val_rows)), callback=progress,
-                      **fit_options)
+    history = network.fit(X[train_rows], take_targets(targets, train_rows), **options,
+                          validation=(X[val_rows], targets_val), callback=progress,
+                          **transfer_fit)
+    epochs_run = len(history[next(iter(model.tasks))])
+    if args.patience is not None:
+        stopped = f"stopped early after epoch {epochs_run}" if epochs_run < args.epochs else \
+            f"ran all {epochs_run} epochs"
+        progress.say(f"early stopping: {stopped}; best validation loss "
+                     f"{sum(history['val_' + n][network.best_epoch - 1] for n in model.tasks):.6g} "
+                     f"in epoch {network.best_epoch}, whose weights are kept")
+    if adaptive:
+        progress.say(f"final task weights ({network.weighting.method}): "
+                     + format_weights(network.weighting.current_weights()))
 
     model.training = {"source": dataset.table.source, "features": dataset.feature_names,
                       "categorical": dataset.categorical, "seed": args.seed,
                       "val_fraction": args.val_fraction, "hidden": list(model.network.hidden),
                       "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                       "momentum": args.momentum, "weight_decay": args.weight_decay,
+                      "target_scaling": dataset.target_scaling, "weighting": args.weighting,
+                      "loss_weights": balance["loss_weights"],
+                      "weighting_options": balance["weighting_options"],
+                      "class_weights": {n: list(w) for n, w in balance["class_weights"].items()},
+                      "patience": args.patience, "epochs_run": epochs_run,
+                      "best_epoch": network.best_epoch,
                       "n_train": int(len(train_rows)), "n_val": int(len(val_rows))}
     if origin is not None:
         model.training["transfer"] = origin
     saved = model.reloaded()  # exactly what predict will load from the file
+    model.training["val_loss"] = sum(saved.network.task_losses(X[val_rows], targets_val).values())
     model.metrics = saved.evaluate(X[val_rows], take_targets(dataset.labels, val_rows))
     model.save(args.out)
 
