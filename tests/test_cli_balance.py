@@ -121,7 +121,7 @@ def test_help_lists_the_balance_options(capsys):
     assert train.main(["--help"]) == 0
     text = capsys.readouterr().out
     for option in ("--weighting", "--loss-weight", "--gradnorm-alpha", "--dwa-temperature",
-                   "--class-weight", "--patience", "--no-target-scaling"):
+                   "--class-weight", "--patience", "--no-target-scaling", "--history", "--plot"):
         assert option in text
 
 

@@ -14,9 +14,9 @@ import time
 
 import numpy as np
 
-from . import cli, transfer
+from . import cli, curves, transfer
 from .data import take_targets
-from .errors import OptionError
+from .errors import OptionError, TinyMTLError
 from .heads import Classify
 from .model import Model
 from .network import MultiTaskNet
@@ -42,6 +42,14 @@ def build_parser():
     output = parser.add_argument_group("output")
     output.add_argument("--out", metavar="PATH", default="model.npz",
                         help="model file to write (replaced atomically; untouched on error)")
+    output.add_argument("--history", metavar="CSV",
+                        help="write learning curves: one row per epoch, numbered from 1, with "
+                             "each task's training and validation loss and metric (accuracy; "
+                             "R^2 and RMSE), the summed validation loss and the task weights")
+    output.add_argument("--plot", metavar="PNG",
+                        help="draw the learning curves (loss and metric per task and split) "
+                             "into a PNG, PDF or SVG file; needs matplotlib: "
+                             "pip install 'tinymtl[plot]'")
     noise = output.add_mutually_exclusive_group()
     noise.add_argument("--quiet", action="store_true", help="no progress on stderr")
     noise.add_argument("--verbose", action="store_true", help="progress after every epoch")
@@ -222,9 +230,15 @@ def random_streams(seed):
 
 
 def train(args, *, stdout=None):
-    """Train as ``args`` says and save the model; returns the Model (with its metrics)."""
+    """Train as ``args`` says and save the model; returns the Model (with its metrics).
+
+    Then write the learning curves (--history, --plot), after the model: a failure there loses
+    nothing. A missing matplotlib is reported before any training.
+    """
     stdout = stdout or sys.stdout
     transfer.check_options(args)
+    if args.plot is not None:
+        curves.check_plot_path(args.plot)  # before training: no time lost
     split_rng, net_rng = random_streams(args.seed)
     dataset = cli.load_dataset(args, rng=split_rng)
     balance = network_options(args, dataset)
@@ -259,11 +273,21 @@ def train(args, *, stdout=None):
                          f"{c} {w:.4g}" for c, w in zip(dataset.tasks[name].classes, weights))
                          for name, weights in balance["class_weights"].items()))
 
+    recorder = None
+    callback = progress
+    if args.history is not None or args.plot is not None:
+        recorder = curves.LearningCurves(model, X[train_rows], take_targets(dataset.labels, train_rows),
+                                         X[val_rows], take_targets(dataset.labels, val_rows))
+
+        def callback(epoch, history):
+            recorder(epoch, history)
+            progress(epoch, history)
+
     targets_val = take_targets(targets, val_rows)
     options = fit_options(args)
     progress.start = time.perf_counter()
     history = network.fit(X[train_rows], take_targets(targets, train_rows), **options,
-                          validation=(X[val_rows], targets_val), callback=progress,
+                          validation=(X[val_rows], targets_val), callback=callback,
                           **transfer_fit)
     epochs_run = len(history[next(iter(model.tasks))])
     if args.patience is not None:
@@ -299,6 +323,17 @@ def train(args, *, stdout=None):
     for line in cli.format_metrics(model.metrics, model.tasks):
         print(line, file=stdout)
     progress.say(f"model saved to {args.out}")
+    if recorder is not None:
+        try:
+            if args.history is not None:
+                recorder.write_csv(args.history)
+                progress.say(f"learning curves ({len(recorder.rows)} epochs) written to {args.history}")
+            if args.plot is not None:
+                recorder.plot(args.plot, title=f"{dataset.table.source}: {network.weighting.method} "
+                                               f"weighting", best_epoch=network.best_epoch)
+                progress.say(f"learning curves drawn in {args.plot}")
+        except TinyMTLError as err:
+            raise type(err)(f"{err} (the model was saved to {args.out})") from None
     return model
 
 
