@@ -467,3 +467,25 @@ def split_rows(n_rows, val_fraction, *, rng, strata=None, source="the data"):
 def take_targets(targets, rows):
     """{task: array} -> the same rows of every task's targets."""
     return {name: t[rows] for name, t in targets.items()}
+
+
+def fold_rows(n_rows, n_folds, *, rng, strata=None, source="the data"):
+    """A list of ``n_folds`` (train, test) index pairs, each sorted: every row is a test row in
+    exactly one fold (k-fold cross-validation).
+
+    With ``strata`` (n_rows,) of class indices (-1 = no label), each class is dealt out over the
+    folds in turn after a random shuffle, so every fold keeps the class proportions and the fold
+    sizes differ by at most one.
+    """
+    if n_folds < 2 or n_folds > n_rows:
+        raise DataError(f"{source}: cannot make {n_folds} folds of {n_rows} rows: need 2 to "
+                        f"{n_rows} folds")
+    if strata is None:
+        strata = np.zeros(n_rows, dtype=np.int64)
+    fold_of = np.empty(n_rows, dtype=np.int64)
+    dealt = 0
+    for s in np.unique(strata):
+        group = rng.permutation(np.flatnonzero(strata == s))
+        fold_of[group] = (dealt + np.arange(len(group))) % n_folds  # continue where the last class ended
+        dealt += len(group)
+    return [(np.flatnonzero(fold_of != k), np.flatnonzero(fold_of == k)) for k in range(n_folds)]

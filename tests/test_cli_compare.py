@@ -1,0 +1,105 @@
+"""python -m tinymtl.compare: multi-task versus single-task tables, and the folds behind them."""
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from tinymtl import compare
+from tinymtl.data import fold_rows
+
+TINY = ["--epochs", "3", "--hidden", "6", "--folds", "3", "--quiet"]
+
+
+def generated_csv(tmp_path, n=45):
+    """Two related targets, 'hot' (classify, a few labels missing) and 'level' (regress)."""
+    rng = np.random.default_rng(2)
+    lines = ["x1,x2,site,hot,level"]
+    for i in range(n):
+        x1, x2 = rng.normal(size=2)
+        hot = "" if i % 9 == 4 else ("yes" if x1 + x2 > 0 else "no")
+        lines.append(f"{x1:.3f},{x2:.3f},{'ab'[i % 2]},{hot},{3 * x1 + x2 + 10:.3f}")
+    path = tmp_path / "gen.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_iris_table_has_both_models_per_task_with_spread(capsys):
+    assert compare.main(TINY) == 0
+    out = capsys.readouterr().out
+    assert "3 folds x 1 seed(s) = 3 runs" in out
+    for word in ("species (classify)", "petal_width (regress)", "accuracy", "RMSE", "R^2",
+                 "multi-task", "single-task", "+/-", "better"):
+        assert word in out
+    accuracy = next(line for line in out.splitlines() if line.strip().startswith("accuracy"))
+    assert accuracy.count("+/-") == 3 and accuracy.split()[-1] in (
+        "tie", "noise)", "better)")
+
+
+def test_json_report_holds_every_run_and_a_consistent_verdict(capsys):
+    assert compare.main([*TINY, "--seeds", "2", "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    report = json.loads(captured.out)
+    assert report["runs"] == 6 and report["seeds"] == [0, 1]
+    for task in report["tasks"].values():
+        for entry in task["metrics"].values():
+            multi, single = entry["multi_task"], entry["single_task"]
+            assert len(multi["values"]) == len(single["values"]) == 6
+            assert multi["mean"] == pytest.approx(np.mean(multi["values"]))
+            assert multi["std"] == pytest.approx(np.std(multi["values"], ddof=1))
+            diff = entry["difference"]["mean"]
+            assert diff == pytest.approx(multi["mean"] - single["mean"])
+            if diff != 0:
+                assert (entry["better"] == "multi-task") == ((diff > 0) == entry["higher_is_better"])
+
+
+def test_same_seed_same_initial_trunk_so_one_task_per_model_is_the_same_model(capsys):
+    """With a single task, the 'multi-task' model is that task's single-task model: equal scores."""
+    assert compare.main([*TINY, "--classify", "species", "--format", "json"]) == 0
+    entry = json.loads(capsys.readouterr().out)["tasks"]["species"]["metrics"]["accuracy"]
+    assert entry["multi_task"]["values"] == entry["single_task"]["values"]
+    assert entry["better"] == "tie"
+
+
+def test_user_csv_with_missing_labels_early_stopping_and_weighting(tmp_path, capsys):
+    csv = generated_csv(tmp_path)
+    assert compare.main(["--csv", csv, "--classify", "hot", "--regress", "level", *TINY,
+                         "--patience", "2", "--weighting", "uncertainty", "--val-fraction", "0.2",
+                         "--class-weight", "hot=balanced"]) == 0
+    captured = capsys.readouterr()
+    assert "hot (classify)" in captured.out and "level (regress)" in captured.out
+    assert "weighting uncertainty" in captured.out and "patience 2" in captured.out
+
+
+@pytest.mark.parametrize("argv, code, words", [
+    (["--folds", "1"], 2, ["--folds 1", "at least 2"]),
+    (["--folds", "500"], 1, ["500 folds of 150 rows"]),
+    (["--seeds", "0"], 2, ["--seeds"]),
+    (["--loss-weight", "nope=1"], 2, ["--loss-weight nope"]),
+    (["--format", "xml"], 2, ["--format"]),
+])
+def test_bad_options_are_one_line(capsys, argv, code, words):
+    assert compare.main([*TINY, *argv]) == code
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    for word in words:
+        assert word in err
+
+
+@given(st.integers(4, 60), st.integers(2, 4), st.integers(0, 2**32 - 1), st.booleans())
+def test_every_row_is_tested_once_and_folds_keep_class_shares(n_rows, k, seed, stratified):
+    rng = np.random.default_rng(seed)
+    strata = rng.integers(-1, 3, n_rows) if stratified else None
+    folds = fold_rows(n_rows, k, rng=rng, strata=strata)
+    tested = np.concatenate([test for _, test in folds])
+    np.testing.assert_array_equal(np.sort(tested), np.arange(n_rows))
+    for train, test in folds:
+        np.testing.assert_array_equal(np.sort(np.concatenate([train, test])), np.arange(n_rows))
+    sizes = [len(test) for _, test in folds]
+    assert max(sizes) - min(sizes) <= 1
+    if stratified:
+        for s in np.unique(strata):
+            counts = [int(np.sum(strata[test] == s)) for _, test in folds]
+            assert max(counts) - min(counts) <= 1
