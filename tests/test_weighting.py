@@ -124,3 +124,24 @@ def test_every_method_trains_and_survives_save_and_load(method, tmp_path):
 def test_unknown_weighting_is_a_value_error():
     with pytest.raises(ValueError, match="weighting must be one of"):
         MultiTaskNet(3, (4,), {"y": Classify(2)}, weighting="magic")
+
+
+def test_uncertainty_starts_each_log_variance_at_its_first_batch_optimum():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 3))
+    targets = {"big": 1000 * X[:, 0], "y": (X[:, 1] > 0).astype(int)}
+    heads = {"big": Regress(1), "y": Classify(2)}
+    net = MultiTaskNet(3, (8,), heads, seed=0, dtype=np.float64, weighting="uncertainty")
+    first = net.task_losses(X[:8], {k: v[:8] for k, v in targets.items()})
+    net.fit(X[:8], {k: v[:8] for k, v in targets.items()}, epochs=1, batch_size=8, lr=1e-3)
+    s = {n: float(net.parameters()[f"weighting.{n}.log_var"][0]) for n in heads}
+    # one step from the optimum, where dL/ds = 0, leaves s where it started
+    assert s["big"] == pytest.approx(math.log(2 * 0.5 * first["big"]), abs=1e-9)
+    assert s["y"] == pytest.approx(math.log(2 * 1.0 * first["y"]), abs=1e-9)
+    net.fit(X, targets, epochs=20, lr=1e-3)
+    assert float(net.parameters()["weighting.big.log_var"][0]) < 20  # no blow-up to thousands
+
+    paper = MultiTaskNet(3, (8,), heads, seed=0, dtype=np.float64, weighting="uncertainty",
+                         weighting_options={"init": "zero"})
+    paper.fit(X, targets, epochs=1, lr=1e-3)
+    assert float(paper.parameters()["weighting.big.log_var"][0]) > 100  # the failure it avoids

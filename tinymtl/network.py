@@ -242,7 +242,7 @@ class MultiTaskNet:
             h = relu.forward(z, out=z, slope=ws and ws.slope[i])  # in place: backward needs only the slope
         return self.head_layer.forward(h, out=ws and ws.logits)
 
-    def _losses(self, logits, targets, ws=None):
+    def _losses(self, logits, targets, ws=None, training=False):
         """Each head's mean loss on its own columns, their weighted total L, and dL/dlogits.
 
         logits (batch, n_logits) -> (L, {task: loss}, grad_logits (batch, n_logits)).
@@ -254,6 +254,8 @@ class MultiTaskNet:
         for name, head in self.heads.items():
             cols = self.columns[name]
             losses[name], _ = head.loss(logits[:, cols], targets[name], out=grad_logits[:, cols])
+        if training:
+            self.weighting.before_step(losses)
         total, scales = self.weighting.combine(losses)
         for name, scale in scales.items():
             if scale != 1.0:
@@ -310,7 +312,7 @@ class MultiTaskNet:
         Raises TrainingDiverged, before touching the parameters, if L is not finite.
         """
         ws = self._workspace(x.shape[0])
-        total, losses, grad_logits = self._losses(self._forward(x, ws), targets, ws)
+        total, losses, grad_logits = self._losses(self._forward(x, ws), targets, ws, training=True)
         if not math.isfinite(total):
             raise TrainingDiverged(f"the loss became {total}")
         if getattr(self.weighting, "surgery", False):

@@ -10,6 +10,8 @@
                  common "exp(-s) L + s" shortcut because they are what the likelihoods give; for a
                  regression task the optimum is exp(s_i) = L_i, a variance, as the name says.
                      dL/ds_i = -c_i exp(-s_i) L_i + 1/2
+                 By default each s_i starts at its optimum for the first training batch,
+                 log(2 c_i L_i), not at the paper's 0 (``init="zero"``): see before_step.
     gradnorm     Chen et al. (ICML 2018): weights w_i adapted every step so that the norms
                  G_i = ||d(w_i L_i)/dW|| at the last shared layer W follow each task's relative
                  training speed: target_i = mean(G) * r_i^alpha, r_i = (L_i / L_i(0)) / mean_j(.).
@@ -64,6 +66,9 @@ class Weighting:
         total = sum(self.weights[name] * loss for name, loss in losses.items())
         return total, dict(self.weights)
 
+    def before_step(self, losses):
+        """Called with a training step's {task: L_i} before they are combined."""
+
     def after_step(self, net, losses, grad_logits):
         """Called after each training step's backward pass (GradNorm adapts here)."""
 
@@ -88,11 +93,31 @@ class Weighting:
 class Uncertainty(Weighting):
     method = "uncertainty"
 
-    def __init__(self, heads, loss_weights, **options):
-        super().__init__(heads, loss_weights, **options)
+    def __init__(self, heads, loss_weights, init="first_batch"):
+        super().__init__(heads, loss_weights)
+        if init not in ("first_batch", "zero"):
+            raise ValueError(f'uncertainty init must be "first_batch" or "zero", got {init!r}')
+        self.init = init
+        self.started = init == "zero"  # with "first_batch", the first training step sets s_i
         self.parameter_names = tuple(f"weighting.{name}.log_var" for name in heads)
         self.factor = {name: 0.5 if head.kind == "regress" else 1.0 for name, head in heads.items()}
         self.log_var = self.grad_log_var = None
+
+    def before_step(self, losses):
+        """On the first training step, start each s_i at its optimum for that batch's loss:
+        dL/ds_i = 0 at exp(s_i) = 2 c_i L_i, so every task starts with c_i exp(-s_i) L_i = 1/2.
+
+        The paper starts at s_i = 0 (``init="zero"``). With plain SGD that fails when the losses
+        differ in scale: dL/ds_i = 1/2 - c_i L_i, so a loss of 1e6 throws s_i to about lr * 5e5
+        in one step (s = 3228 after an epoch at lr 1e-3 in benchmarks/weighting.py), where the
+        task's weight is 0 for good, since s_i then falls by only lr / 2 a step.
+        """
+        if self.started:
+            return
+        for name, loss in losses.items():
+            if loss > 0:
+                self.log_var[name][0] = math.log(2 * self.factor[name] * loss)
+        self.started = True
 
     def bind(self, params, grads):
         self.log_var = {name: params[f"weighting.{name}.log_var"] for name in self.heads}
@@ -111,6 +136,15 @@ class Uncertainty(Weighting):
     def current_weights(self):
         return {name: self.factor[name] * math.exp(-float(self.log_var[name][0]))
                 for name in self.heads}
+
+    def options(self):
+        return {"init": self.init}
+
+    def describe(self):
+        return {**super().describe(), "started": self.started}
+
+    def restore(self, description):
+        self.started = bool(description.get("started", True))
 
 
 class GradNorm(Weighting):
