@@ -265,13 +265,17 @@ class MultiTaskNet:
     def _backward(self, grad_logits, ws=None, pool=None):
         """Backpropagate dL/dlogits through the heads and the trunk, writing every gradient."""
         depth = len(self.trunk)
+
+        def grad_input_buffer(i):  # where dL/d(input of trunk layer i) goes: dL/dh_(i-1)
+            return ws.grad_hidden[i - 1] if ws is not None and i > 0 else None
+
         # dL/d(features) sums every task's contribution: the multi-task step.
-        grad_h = self.head_layer.backward(grad_logits, out=ws and depth and ws.grad_hidden[depth - 1],
+        grad_h = self.head_layer.backward(grad_logits, out=grad_input_buffer(depth),
                                           need_grad_x=depth > 0, pool=pool)
         for i in reversed(range(depth)):
             grad_z = self.relus[i].backward(grad_h, out=grad_h)  # we own grad_h: reuse it
-            grad_h = self.trunk[i].backward(grad_z, out=ws and i and ws.grad_hidden[i - 1],
-                                            need_grad_x=i > 0, pool=pool)
+            grad_h = self.trunk[i].backward(grad_z, out=grad_input_buffer(i), need_grad_x=i > 0,
+                                            pool=pool)
 
     def _backward_with_surgery(self, grad_logits, ws):
         """PCGrad: backpropagate each task alone, project conflicting trunk gradients, sum."""
