@@ -35,7 +35,7 @@ class Dense:
         out += self.params["b"]  # broadcast over the batch
         return out
 
-    def backward(self, grad_out, out=None, *, need_grad_x=True, pool=None):
+    def backward(self, grad_out, out=None, *, need_grad_x=True):
         """grad_out (batch, n_out) is dL/d(out); returns grad_x = dL/dx (batch, n_in).
 
         dL/dW = x.T @ grad_out       (n_in, n_out): each weight sums its effect over the batch
@@ -43,23 +43,12 @@ class Dense:
         dL/dx = grad_out @ W.T       (batch, n_in)
 
         ``need_grad_x=False`` skips the last product (the first layer's input is the data).
-        With a ``tinymtl.parallel.Pool``, dL/dW and dL/dx, which do not depend on each other,
-        run side by side on two cores.
         """
-        x, W, grad_W = self.x, self.params["W"], self.grads["W"]
+        np.matmul(self.x.T, grad_out, out=self.grads["W"])
         np.add.reduce(grad_out, axis=0, out=self.grads["b"])  # np.sum without its Python wrapper
         if not need_grad_x:
-            np.matmul(x.T, grad_out, out=grad_W)
             return None
-        if out is None:
-            out = np.empty_like(x)
-        if pool is not None and pool.worth_it(x.shape[0], x.shape[1], W.shape[1]):
-            pool.side_by_side(lambda: np.matmul(x.T, grad_out, out=grad_W),
-                              lambda: np.matmul(grad_out, W.T, out=out))
-        else:
-            np.matmul(x.T, grad_out, out=grad_W)
-            np.matmul(grad_out, W.T, out=out)
-        return out
+        return np.matmul(grad_out, self.params["W"].T, out=out)
 
 
 class ReLU:

@@ -14,7 +14,6 @@ Every parameter lives in one flat vector (and every gradient in another), and th
 operation, and a group of layers (the trunk, the heads) is one contiguous slice.
 """
 
-import contextlib
 import math
 import numbers
 
@@ -262,7 +261,7 @@ class MultiTaskNet:
                 grad_logits[:, self.columns[name]] *= scale
         return total, losses, grad_logits
 
-    def _backward(self, grad_logits, ws=None, pool=None):
+    def _backward(self, grad_logits, ws=None):
         """Backpropagate dL/dlogits through the heads and the trunk, writing every gradient."""
         depth = len(self.trunk)
 
@@ -271,11 +270,10 @@ class MultiTaskNet:
 
         # dL/d(features) sums every task's contribution: the multi-task step.
         grad_h = self.head_layer.backward(grad_logits, out=grad_input_buffer(depth),
-                                          need_grad_x=depth > 0, pool=pool)
+                                          need_grad_x=depth > 0)
         for i in reversed(range(depth)):
             grad_z = self.relus[i].backward(grad_h, out=grad_h)  # we own grad_h: reuse it
-            grad_h = self.trunk[i].backward(grad_z, out=grad_input_buffer(i), need_grad_x=i > 0,
-                                            pool=pool)
+            grad_h = self.trunk[i].backward(grad_z, out=grad_input_buffer(i), need_grad_x=i > 0)
 
     def _backward_with_surgery(self, grad_logits, ws):
         """PCGrad: backpropagate each task alone, project conflicting trunk gradients, sum."""
@@ -309,7 +307,7 @@ class MultiTaskNet:
                 norms[name] = float(np.linalg.norm(grad_features))
         return norms
 
-    def train_step(self, x, targets, optimizer, pool=None):
+    def train_step(self, x, targets, optimizer):
         """One SGD step on a batch of checked arrays; returns {task: mean loss} before the step.
 
         Forward, the losses and their weighted total L, backward, then the optimizer's update.
@@ -322,7 +320,7 @@ class MultiTaskNet:
         if getattr(self.weighting, "surgery", False):
             self._backward_with_surgery(grad_logits, ws)
         else:
-            self._backward(grad_logits, ws, pool)
+            self._backward(grad_logits, ws)
         self.weighting.after_step(self, losses, grad_logits)
         optimizer.step()
         return losses
@@ -376,8 +374,8 @@ class MultiTaskNet:
         after each epoch.
 
         ``threads`` (default: OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS or the
-        number of cores) is how many cores training may use: BLAS's threads, and a worker that
-        runs a layer's two gradient products side by side (see ``tinymtl.parallel``).
+        number of cores) is how many threads BLAS may use while training (see
+        ``tinymtl.parallel``).
 
         If the loss becomes NaN or infinite, the parameters are restored to what they were
         before ``fit`` and TrainingDiverged (a ValueError) is raised.
@@ -406,17 +404,12 @@ class MultiTaskNet:
             history.update({f"val_{name}": [] for name in self.heads})
         start_params = self.flat_params.copy()
         best_params, best_loss, self.best_epoch = None, math.inf, None
-        with contextlib.ExitStack() as stack:
-            stack.enter_context(parallel.blas_threads(threads))
-            pool = None  # a worker thread for the backward pass's independent products
-            if threads > 1 and any(parallel.Pool.worth_it(batch_size, *dense.params["W"].shape)
-                                   for dense in [*self.trunk[1:], self.head_layer]):
-                pool = stack.enter_context(contextlib.closing(parallel.Pool()))
+        with parallel.blas_threads(threads):
             for epoch in range(1, epochs + 1):
                 try:
                     # Overflow while diverging is expected: the finite-loss check reports it.
                     with np.errstate(over="ignore", invalid="ignore"):
-                        epoch_losses = self._train_epoch(x, targets, batch_size, optimizer, rng, pool)
+                        epoch_losses = self._train_epoch(x, targets, batch_size, optimizer, rng)
                 except TrainingDiverged as err:
                     self.flat_params[...] = start_params  # nothing half-trained is left behind
                     raise TrainingDiverged(f"training diverged in epoch {epoch}: {err}; "
@@ -443,7 +436,7 @@ class MultiTaskNet:
             self.flat_params[...] = best_params
         return history
 
-    def _train_epoch(self, x, targets, batch_size, optimizer, rng, pool):
+    def _train_epoch(self, x, targets, batch_size, optimizer, rng):
         """One pass over the rows in a fresh random order; returns {task: mean training loss}.
 
         Each batch's input rows are gathered straight into the workspace, so the inputs are never
@@ -457,7 +450,7 @@ class MultiTaskNet:
             ws = self._workspace(rows.shape[0])
             x_batch = np.take(x, rows, axis=0, out=ws.inputs)
             batch_targets = {name: t[start:start + batch_size] for name, t in targets.items()}
-            losses = self.train_step(x_batch, batch_targets, optimizer, pool)
+            losses = self.train_step(x_batch, batch_targets, optimizer)
             for name, loss in losses.items():
                 sums[name] += loss * rows.shape[0]
         return {name: total / x.shape[0] for name, total in sums.items()}

@@ -1,26 +1,22 @@
-"""Running a training step on more than one core.
+"""Training on more than one core: the thread count of BLAS, set for the duration of ``fit``.
 
-Two ways, used together. BLAS itself can split one matrix product across threads: ``fit`` sets
-its thread count for the duration of training (and restores it after), so ``threads=1`` means
-one core for tinymtl, as it does for PyTorch. And NumPy releases the GIL inside BLAS, so two
-Python threads can each run a product on its own core: a layer's weight gradient x.T @ grad_out
-and its input gradient grad_out @ W.T do not depend on each other, so the pool runs them side by
-side, with BLAS single-threaded for that moment (else each would start BLAS threads of its own
-and oversubscribe the cores).
+Nearly all of a large step's time is in matrix products, and BLAS splits each product across
+its threads. ``fit`` sets that count to ``threads`` and restores it afterwards, so ``threads=1``
+means one core for tinymtl, as ``torch.set_num_threads(1)`` does for PyTorch. The count follows
+the usual settings: ``threads=`` where the API takes it, else ``OMP_NUM_THREADS``,
+``OPENBLAS_NUM_THREADS`` or ``MKL_NUM_THREADS``, else the number of cores.
 
-Handing work to another thread costs tens of microseconds, so only pairs of products of at least
-``MIN_WORK`` multiply-adds each go to the pool; small networks never pay for a hand-off.
-
-The number of threads follows the usual settings: ``threads=`` where the API takes it, else
-``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` or ``MKL_NUM_THREADS``, else the number of cores.
+What we measured and dropped (benchmarks/gemm_limit.py, 2 cores, 256-256 trunk, batch 128):
+running a layer's two independent gradient products side by side on a Python thread pool, each
+with single-threaded BLAS, made a step slower, 800 us against 600 us with OpenBLAS's own two
+threads (a hand-off to a pool thread costs ~50 us here, and OpenBLAS's idle threads spin);
+splitting one product by rows across the pool gained nothing either (157 vs 169 us).
 """
 
 import contextlib
 import ctypes
 import os
-from concurrent.futures import ThreadPoolExecutor
 
-MIN_WORK = 1 << 20  # multiply-adds; below this a product runs on the calling thread
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -72,35 +68,3 @@ def blas_threads(threads):
         yield
     finally:
         set_threads(before)
-
-
-class Pool:
-    """One worker thread beside the calling thread, for pairs of independent products."""
-
-    def __init__(self):
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tinymtl")
-        self._blas = _openblas_thread_functions()
-
-    def close(self):
-        self._executor.shutdown(wait=True)
-
-    def side_by_side(self, first, second):
-        """Run ``first()`` on the worker and ``second()`` here, each with single-threaded BLAS."""
-        if self._blas is not None:
-            set_threads, get_threads = self._blas
-            before = get_threads()
-            set_threads(1)
-        try:
-            job = self._executor.submit(first)
-            second()
-            job.result()
-        finally:
-            if self._blas is not None:
-                set_threads(before)
-
-
-    @staticmethod
-    def worth_it(n_rows, n_in, n_out):
-        """Is a layer's gradient pair, each of about n_rows * n_in * n_out multiply-adds, big
-        enough to be worth a hand-off to another thread?"""
-        return n_rows * n_in * n_out >= MIN_WORK
