@@ -68,7 +68,7 @@ class Classify:
                                  f"got non-integer values such as {y[~finite | (y != np.round(y))][0]!r}")
         elif y.dtype.kind not in "iub":
             raise ValueError(f'targets["{name}"] must hold integer class indices, got dtype {y.dtype}')
-        y = y.astype(np.int64)
+        y = y.astype(np.int64, copy=False)
         bad = (y < -1) | (y >= self.n_classes)
         if bad.any():
             raise ValueError(f'targets["{name}"] holds class index {int(y[bad][0])}: expected '

@@ -120,12 +120,13 @@ def mse(pred, target, *, out=None):
     """
     diff = np.subtract(pred, target, out=out)  # (batch, k); becomes the gradient below
     n_labelled = diff.size
-    if math.isnan(np.add.reduce(diff, axis=None)):  # one cheap test before looking for NaNs
+    squared_error = float(np.vdot(diff, diff))  # sum of squares; NaN if a target is missing
+    if math.isnan(squared_error):  # leave the missing targets (NaN) out
         missing = np.isnan(target)
         diff[missing] = 0
         n_labelled -= int(np.add.reduce(missing, axis=None))
+        squared_error = float(np.vdot(diff, diff))
     if n_labelled == 0:
         return 0.0, diff
-    loss = float(np.einsum("ij,ij->", diff, diff)) / n_labelled
     diff *= 2.0 / n_labelled  # a Python float keeps the dtype
-    return loss, diff
+    return squared_error / n_labelled, diff

@@ -34,16 +34,23 @@ class _Workspace:
     first batch of each size it allocates no array of batch size. ``inputs`` holds the batch's
     rows; for hidden layer i, ``hidden[i]`` its output h_i (ReLU applied in place), ``slope[i]``
     the ReLU's slope (1 where the pre-activation was > 0, else 0), ``grad_hidden[i]`` dL/dh_i;
-    then the logits of every head side by side and dL/dlogits.
+    then the logits of every head side by side and dL/dlogits; and per head, a contiguous copy
+    of its logits and its gradient: on a head's strided columns of the shared arrays, NumPy
+    copies every operand of every element-wise operation through scratch buffers.
     """
 
-    def __init__(self, n_rows, n_inputs, hidden, n_logits, dtype):
+    def __init__(self, n_rows, n_inputs, hidden, heads, dtype):
+        n_logits = sum(head.n_outputs for head in heads.values())
         self.inputs = np.empty((n_rows, n_inputs), dtype)
         self.hidden = [np.empty((n_rows, width), dtype) for width in hidden]
         self.slope = [np.empty((n_rows, width), dtype) for width in hidden]
         self.grad_hidden = [np.empty((n_rows, width), dtype) for width in hidden]
         self.logits = np.empty((n_rows, n_logits), dtype)
         self.grad_logits = np.empty((n_rows, n_logits), dtype)
+        self.head_logits = {name: np.empty((n_rows, head.n_outputs), dtype)
+                            for name, head in heads.items()}
+        self.head_grads = {name: np.empty((n_rows, head.n_outputs), dtype)
+                           for name, head in heads.items()}
 
 
 def _check_dtype(dtype):
@@ -227,7 +234,7 @@ class MultiTaskNet:
             if len(self._workspaces) > 4:  # a full batch and a last partial one are the usual pair
                 self._workspaces.clear()
             workspace = self._workspaces[n_rows] = _Workspace(n_rows, self.n_inputs, self.hidden,
-                                                              self.n_logits, self.dtype)
+                                                              self.heads, self.dtype)
         return workspace
 
     def _forward(self, x, ws=None):
@@ -249,16 +256,21 @@ class MultiTaskNet:
         dL/dlogits of a head = dL/dloss[task] * dloss[task]/dlogits.
         """
         grad_logits = np.empty_like(logits) if ws is None else ws.grad_logits
-        losses = {}
+        losses, head_grads = {}, {}
         for name, head in self.heads.items():
             cols = self.columns[name]
-            losses[name], _ = head.loss(logits[:, cols], targets[name], out=grad_logits[:, cols])
+            if ws is None:  # straight on the head's columns
+                head_logits, head_grads[name] = logits[:, cols], grad_logits[:, cols]
+            else:           # on contiguous copies (see _Workspace)
+                head_logits, head_grads[name] = ws.head_logits[name], ws.head_grads[name]
+                np.copyto(head_logits, logits[:, cols])
+            losses[name], _ = head.loss(head_logits, targets[name], out=head_grads[name])
         if training:
             self.weighting.before_step(losses)
         total, scales = self.weighting.combine(losses)
-        for name, scale in scales.items():
-            if scale != 1.0:
-                grad_logits[:, self.columns[name]] *= scale
+        for name, scale in scales.items():  # dL/dlogits of a head = scale * d(loss)/dlogits
+            if ws is not None or scale != 1.0:
+                np.multiply(head_grads[name], scale, out=grad_logits[:, self.columns[name]])
         return total, losses, grad_logits
 
     def _backward(self, grad_logits, ws=None):
@@ -448,7 +460,8 @@ class MultiTaskNet:
         for start in range(0, x.shape[0], batch_size):
             rows = order[start:start + batch_size]
             ws = self._workspace(rows.shape[0])
-            x_batch = np.take(x, rows, axis=0, out=ws.inputs)
+            x_batch = x.take(rows, axis=0, out=ws.inputs, mode="wrap")  # rows are valid: "wrap"
+            # skips the bounds check, which makes "raise" mode gather through a scratch buffer
             batch_targets = {name: t[start:start + batch_size] for name, t in targets.items()}
             losses = self.train_step(x_batch, batch_targets, optimizer)
             for name, loss in losses.items():
