@@ -296,3 +296,24 @@ def test_bad_fit_arguments_raise_value_error_and_change_nothing(X, targets, opti
         net.fit(X, targets, epochs=options.get("epochs", 2), lr=options.get("lr", 0.1),
                 batch_size=options.get("batch_size", 2))
     np.testing.assert_array_equal(net.flat_params, before)
+
+
+def test_divergence_after_the_first_epoch_with_validation_warns_nothing():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 3))
+    t = X[:, 0] * 3.0
+    net = MultiTaskNet(3, (8,), {"t": Regress(1)}, seed=0, dtype=np.float64)
+    with pytest.raises(tinymtl.TrainingDiverged):  # filterwarnings=error turns a warning into a failure
+        net.fit(X, {"t": t}, epochs=30, lr=0.9, momentum=0.99, validation=(X, {"t": t}))
+
+
+def test_a_bad_trunk_learning_rate_is_named():
+    net = MultiTaskNet(3, (4,), {"t": Regress(1)})
+    with pytest.raises(ValueError, match="trunk_lr must be"):
+        net.fit(np.zeros((4, 3)), {"t": np.zeros(4)}, epochs=1, trunk_lr=-1.0)
+
+
+def test_inputs_too_large_for_float32_are_a_data_error():
+    net = MultiTaskNet(2, (4,), {"t": Regress(1)})  # float32
+    with pytest.raises(tinymtl.DataError, match=r"row 1, column 0 \(as float32\)"):
+        net.predict(np.array([[0.0, 1.0], [1e300, 2.0]]))

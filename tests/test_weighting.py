@@ -145,3 +145,17 @@ def test_uncertainty_starts_each_log_variance_at_its_first_batch_optimum():
                          weighting_options={"init": "zero"})
     paper.fit(X, targets, epochs=1, lr=1e-3)
     assert float(paper.parameters()["weighting.big.log_var"][0]) > 100  # the failure it avoids
+
+
+def test_weight_decay_leaves_the_log_variances_alone():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((32, 3))
+    targets = {"t": X[:, 0], "y": (X[:, 1] > 0).astype(int)}
+    runs = []
+    for decay in (0.0, 0.5):
+        net = MultiTaskNet(3, (4,), {"t": Regress(1), "y": Classify(2)}, seed=0, dtype=np.float64,
+                           weighting="uncertainty")
+        net.fit(X, targets, epochs=1, batch_size=32, lr=0.1, weight_decay=decay)
+        runs.append(net.parameters())
+    np.testing.assert_array_equal(runs[0]["weighting.t.log_var"], runs[1]["weighting.t.log_var"])
+    assert not np.array_equal(runs[0]["trunk.0.W"], runs[1]["trunk.0.W"])

@@ -20,7 +20,7 @@ import numbers
 import numpy as np
 
 from . import checkpoint, parallel
-from .errors import TrainingDiverged
+from .errors import DataError, TrainingDiverged
 from .heads import Classify, Regress
 from .layers import Dense, ReLU
 from .optim import SGD, ParamGroup
@@ -200,29 +200,34 @@ class MultiTaskNet:
         """The optimizer's view of the parameters: a list of ParamGroup.
 
         ``freeze`` names parameter groups that must not change: "trunk" and/or task names.
-        ``trunk_lr`` gives the trunk its own learning rate (for fine-tuning).
+        ``trunk_lr`` gives the trunk its own learning rate (for fine-tuning). The weighting's
+        own parameters (uncertainty log-variances) are a group exempt from weight decay.
         """
         freeze = set(freeze)
         unknown = freeze - {"trunk", *self.heads}
         if unknown:
             raise ValueError(f"freeze names unknown groups {sorted(unknown)}: expected 'trunk' "
                              f"or task names {list(self.heads)}")
-        if not freeze and trunk_lr is None:
-            return [ParamGroup([self.flat_params], [self.flat_grads], lr)]
         trunk, heads, weighting = (self.groups[k] for k in ("trunk", "heads", "weighting"))
         groups = []
-        if "trunk" not in freeze and self.flat_params[trunk].size:
-            groups.append(ParamGroup([self.flat_params[trunk]], [self.flat_grads[trunk]],
-                                     lr if trunk_lr is None else trunk_lr))
-        trainable = [name for name in self.heads if name not in freeze]
-        if len(trainable) == len(self.heads):
-            groups.append(ParamGroup([self.flat_params[heads]], [self.flat_grads[heads]], lr))
-        elif trainable:
-            params, grads = self.parameters(), self.gradients()
-            keys = [f"heads.{name}.{k}" for name in trainable for k in ("W", "b")]
-            groups.append(ParamGroup([params[k] for k in keys], [grads[k] for k in keys], lr))
-        if self.flat_params[weighting].size:
-            groups.append(ParamGroup([self.flat_params[weighting]], [self.flat_grads[weighting]], lr))
+        if not freeze and trunk_lr is None:  # trunk and heads: one vector, one update
+            groups.append(ParamGroup([self.flat_params[:heads.stop]], [self.flat_grads[:heads.stop]], lr))
+        else:
+            if "trunk" not in freeze and self.flat_params[trunk].size:
+                groups.append(ParamGroup([self.flat_params[trunk]], [self.flat_grads[trunk]],
+                                         lr if trunk_lr is None else trunk_lr,
+                                         lr_name="lr" if trunk_lr is None else "trunk_lr"))
+            trainable = [name for name in self.heads if name not in freeze]
+            if len(trainable) == len(self.heads):
+                groups.append(ParamGroup([self.flat_params[heads]], [self.flat_grads[heads]], lr))
+            elif trainable:
+                params, grads = self.parameters(), self.gradients()
+                keys = [f"heads.{name}.{k}" for name in trainable for k in ("W", "b")]
+                groups.append(ParamGroup([params[k] for k in keys], [grads[k] for k in keys], lr))
+        if self.flat_params[weighting].size:  # learned task weights: no weight decay, which
+            # would add decay * s_i to dL/ds_i and change the weighting's objective
+            groups.append(ParamGroup([self.flat_params[weighting]], [self.flat_grads[weighting]], lr,
+                                     decay=False))
         return groups
 
     # ----------------------------------------------------------------------------------------
@@ -416,12 +421,11 @@ class MultiTaskNet:
             history.update({f"val_{name}": [] for name in self.heads})
         start_params = self.flat_params.copy()
         best_params, best_loss, self.best_epoch = None, math.inf, None
-        with parallel.blas_threads(threads):
+        # Overflow while diverging is expected: the finite-loss check reports it, in one line.
+        with parallel.blas_threads(threads), np.errstate(over="ignore", invalid="ignore"):
             for epoch in range(1, epochs + 1):
                 try:
-                    # Overflow while diverging is expected: the finite-loss check reports it.
-                    with np.errstate(over="ignore", invalid="ignore"):
-                        epoch_losses = self._train_epoch(x, targets, batch_size, optimizer, rng)
+                    epoch_losses = self._train_epoch(x, targets, batch_size, optimizer, rng)
                 except TrainingDiverged as err:
                     self.flat_params[...] = start_params  # nothing half-trained is left behind
                     raise TrainingDiverged(f"training diverged in epoch {epoch}: {err}; "
@@ -512,10 +516,12 @@ class MultiTaskNet:
             raise ValueError(f"{label} must have shape (n, {self.n_inputs}), got {x.shape}")
         if x.dtype.kind not in "iuf":
             raise ValueError(f"{label} must be numeric, got dtype {x.dtype}")
-        x = x.astype(self.dtype, copy=False)  # converted once; float32 stays float32
+        with np.errstate(over="ignore"):  # a value too large for the dtype is reported below
+            x = x.astype(self.dtype, copy=False)  # converted once; float32 stays float32
         if not math.isfinite(np.add.reduce(x, axis=None)) and not np.isfinite(x).all():
             row, col = np.argwhere(~np.isfinite(x))[0]
-            raise ValueError(f"{label} holds a non-finite value {x[row, col]} at row {row}, column {col}")
+            raise DataError(f"{label} holds a non-finite value {x[row, col]} at row {row}, column {col}"
+                            f"{' (as ' + self.dtype.name + ')' if np.isfinite(np.asarray(X)[row, col]) else ''}")
         return x
 
     def _check_targets(self, targets, n_rows):

@@ -9,12 +9,17 @@ import numpy as np
 
 
 class ParamGroup:
-    """Parameters that share a learning rate: ``params`` and ``grads`` are lists of live arrays."""
+    """Parameters that share a learning rate: ``params`` and ``grads`` are lists of live arrays.
 
-    def __init__(self, params, grads, lr):
+    ``decay=False`` exempts the group from weight decay (used for the learned task weights).
+    ``lr_name`` is the option that set ``lr``, for error messages.
+    """
+
+    def __init__(self, params, grads, lr, *, decay=True, lr_name="lr"):
         if len(params) != len(grads) or any(p.shape != g.shape for p, g in zip(params, grads)):
             raise ValueError("each parameter needs a gradient array of its own shape")
         self.params, self.grads, self.lr = list(params), list(grads), float(lr)
+        self.decay, self.lr_name = bool(decay), lr_name
 
 
 class SGD:
@@ -32,7 +37,7 @@ class SGD:
     def __init__(self, groups, *, momentum=0.0, nesterov=False, weight_decay=0.0):
         for group in groups:
             if not (group.lr > 0 and np.isfinite(group.lr)):
-                raise ValueError(f"lr must be a finite number > 0, got {group.lr!r}")
+                raise ValueError(f"{group.lr_name} must be a finite number > 0, got {group.lr!r}")
         if not (0.0 <= momentum < 1.0):
             raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
         if nesterov and momentum == 0:
@@ -50,9 +55,10 @@ class SGD:
 
     def step(self):
         """Apply one update to every parameter of every group, using the current gradients."""
-        mu, decay = self.momentum, self.weight_decay
+        mu = self.momentum
         for group, updates, velocities, lookaheads in zip(
                 self.groups, self._update, self._velocity, self._lookahead):
+            decay = self.weight_decay if group.decay else 0.0
             for p, g, update, velocity, lookahead in zip(
                     group.params, group.grads, updates, velocities, lookaheads):
                 direction = g
