@@ -219,3 +219,23 @@ def test_a_pytorch_trained_mlp_loads_into_tinymtl(tmp_path):
     out = net.predict(X)
     np.testing.assert_allclose(out["y"], probs, atol=1e-5)
     np.testing.assert_allclose(out["t"], values, atol=1e-5)
+
+
+def test_a_corrupt_description_is_refused_before_anything_is_allocated(tmp_path):
+    from tinymtl.checkpoint import network_meta
+    net = small_net()
+    meta = network_meta(net)
+    meta["n_inputs"] = 10**12  # would need terabytes if built
+    save_npz(tmp_path / "huge.npz", dict(net.parameters()), {"network": meta})
+    with pytest.raises(CheckpointError, match=r"trunk.0.W has shape \(3, 4\), the network expects"):
+        MultiTaskNet.load(tmp_path / "huge.npz")
+
+
+def test_a_parameter_of_another_dtype_is_refused(tmp_path):
+    from tinymtl.checkpoint import network_meta
+    net = small_net()  # float32
+    arrays = dict(net.parameters())
+    arrays["heads.y.b"] = arrays["heads.y.b"].astype(np.float16)
+    save_npz(tmp_path / "f16.npz", arrays, {"network": network_meta(net)})
+    with pytest.raises(CheckpointError, match="heads.y.b has dtype float16, the network's is float32"):
+        MultiTaskNet.load(tmp_path / "f16.npz")

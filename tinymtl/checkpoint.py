@@ -114,6 +114,7 @@ def network_from_arrays(description, arrays, source):
     """Build a MultiTaskNet from its description and parameter arrays, checking every one."""
     from .network import MultiTaskNet
 
+    _check_shapes_before_building(description, arrays, source)
     try:
         heads = {name: head_from_kind(h["kind"], h["n_outputs"], h.get("class_weights"))
                  for name, h in description["heads"].items()}
@@ -128,6 +129,31 @@ def network_from_arrays(description, arrays, source):
         raise CheckpointError(f"{source}: invalid network description ({err})") from None
     set_parameters(net, arrays, source)
     return net
+
+
+def _check_shapes_before_building(description, arrays, source):
+    """Compare the description's layer sizes with the stored arrays before allocating anything,
+    so a corrupt description (say n_inputs = 10**12) is an error, not a huge allocation."""
+    try:
+        widths = [description["n_inputs"], *description["hidden"]]
+        outputs = {name: h["n_outputs"] for name, h in description["heads"].items()}
+    except (KeyError, TypeError, AttributeError) as err:
+        raise CheckpointError(f"{source}: invalid network description (no {err})") from None
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1
+               for n in (*widths, *outputs.values())):
+        raise CheckpointError(f"{source}: invalid network description: layer sizes "
+                              f"{widths} and head outputs {outputs} must be integers >= 1")
+    expected = {}
+    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+        expected[f"trunk.{i}.W"], expected[f"trunk.{i}.b"] = (n_in, n_out), (n_out,)
+    for name, n_out in outputs.items():
+        expected[f"heads.{name}.W"], expected[f"heads.{name}.b"] = (widths[-1], n_out), (n_out,)
+    for name, shape in expected.items():
+        if name not in arrays:
+            raise CheckpointError(f"{source}: parameter {name} is missing")
+        if tuple(arrays[name].shape) != shape:
+            raise CheckpointError(f"{source}: parameter {name} has shape {tuple(arrays[name].shape)}, "
+                                  f"the network expects {shape}")
 
 
 def set_parameters(net, arrays, source, *, names=None):
@@ -148,8 +174,9 @@ def set_parameters(net, arrays, source, *, names=None):
         if array.shape != params[name].shape:
             raise CheckpointError(f"{source}: parameter {name} has shape {array.shape}, "
                                   f"the network expects {params[name].shape}")
-        if array.dtype.kind != "f":
-            raise CheckpointError(f"{source}: parameter {name} has dtype {array.dtype}, expected float")
+        if array.dtype != params[name].dtype:
+            raise CheckpointError(f"{source}: parameter {name} has dtype {array.dtype}, "
+                                  f"the network's is {params[name].dtype}")
         if not np.isfinite(array).all():
             raise CheckpointError(f"{source}: parameter {name} holds non-finite values")
     for name in names:
