@@ -204,3 +204,11 @@ def test_bad_csv_for_evaluate(iris_model, tmp_path, capsys, text, words):
     assert evaluate.main(["--model", str(iris_model), "--csv", str(csv)]) == 1
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and all(word in err for word in words), err
+
+
+def test_rows_that_start_with_a_negative_value_are_rows(iris_model, capsys):
+    assert predict.main(["--model", str(iris_model), "-1.5,3.5,1.4", "5.1,-3.5,1.4",
+                         "--format", "json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 2
+    assert predict.main(["--model", str(iris_model), "--nonsense"]) == 2
+    assert "unrecognized arguments: --nonsense" in capsys.readouterr().err

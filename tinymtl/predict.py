@@ -10,6 +10,7 @@ and every class's probability, regression tasks a value in the training CSV's un
 
 import csv
 import json
+import re
 import sys
 
 from . import cli
@@ -18,8 +19,23 @@ from .errors import OptionError
 from .model import Model
 
 
+class _ValueRowParser(cli.Parser):
+    """Reads a row that starts with a negative number, such as -1.5,2, as a row, not an option.
+
+    argparse takes anything that starts with "-" for an option, except plain negative numbers;
+    a comma-separated row is not one.
+    """
+
+    VALUE_ROW = re.compile(r"^-\.?\d")
+
+    def _parse_optional(self, arg_string):
+        if self.VALUE_ROW.match(arg_string):
+            return None  # a positional value
+        return super()._parse_optional(arg_string)
+
+
 def build_parser():
-    parser = cli.Parser(
+    parser = _ValueRowParser(
         prog="python -m tinymtl.predict",
         description="Predict every task of a model trained by tinymtl.train for new rows.",
         epilog="Example: python -m tinymtl.predict --model model.npz 5.1,3.5,1.4")
