@@ -6,8 +6,10 @@ unknown column name); 130 interrupted by Ctrl-C. Every failure is one line on st
 """
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -322,3 +324,16 @@ def format_metrics(metrics, tasks):
 def short_float(value):
     """A float32 value as the shortest decimal that reads back as the same float32."""
     return float(str(np.float32(value)))
+
+
+def check_output_path(path, option):
+    """Before any work: the file at ``path`` can be written (its folder exists and is writable,
+    and it is not a folder), else OptionError naming ``option``."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise OptionError(f"{option} {path}: is a folder; give a file name")
+    if not folder.is_dir():
+        raise OptionError(f"{option} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise OptionError(f"{option} {path}: the folder {folder} is not writable")

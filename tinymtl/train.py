@@ -237,6 +237,7 @@ def train(args, *, stdout=None):
     """
     stdout = stdout or sys.stdout
     transfer.check_options(args)
+    cli.check_output_path(args.out, "--out")  # before training: no time lost
     if args.plot is not None:
         curves.check_plot_path(args.plot)  # before training: no time lost
     split_rng, net_rng = random_streams(args.seed)
