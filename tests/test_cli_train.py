@@ -195,11 +195,14 @@ def test_training_diverged_is_a_library_error():
     assert issubclass(TrainingDiverged, ValueError)
 
 
-def test_an_unwritable_out_is_reported_before_training(tmp_path, capsys):
-    from tinymtl import train as train_module
-    code = train_module.main(["--epochs", "1", "--out", str(tmp_path / "missing" / "m.npz")])
-    assert code == 2
+
+def test_an_unwritable_out_is_reported_before_training(tmp_path, capsys, monkeypatch):
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before checking --out")
+
+    monkeypatch.setattr(train.Model, "build", no_training)
+    assert train.main(["--epochs", "1", "--out", str(tmp_path / "missing" / "m.npz")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does not exist" in err and "--out" in err
-    assert train_module.main(["--epochs", "1", "--out", str(tmp_path)]) == 2
+    assert train.main(["--epochs", "1", "--out", str(tmp_path)]) == 1
     assert "is a folder" in capsys.readouterr().err

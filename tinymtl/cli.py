@@ -328,12 +328,12 @@ def short_float(value):
 
 def check_output_path(path, option):
     """Before any work: the file at ``path`` can be written (its folder exists and is writable,
-    and it is not a folder), else OptionError naming ``option``."""
+    and it is not a folder), else a TinyMTLError (exit 1, a file problem) naming ``option``."""
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
+    folder = path.parent
     if path.is_dir():
-        raise OptionError(f"{option} {path}: is a folder; give a file name")
+        raise TinyMTLError(f"{path}: cannot write ({option}): it is a folder; give a file name")
     if not folder.is_dir():
-        raise OptionError(f"{option} {path}: the folder {folder} does not exist")
+        raise TinyMTLError(f"{path}: cannot write ({option}): the folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
-        raise OptionError(f"{option} {path}: the folder {folder} is not writable")
+        raise TinyMTLError(f"{path}: cannot write ({option}): the folder {folder} is not writable")
