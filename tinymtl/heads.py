@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .losses import mse, softmax, softmax_cross_entropy
+from .losses import log_softmax, mse, softmax_cross_entropy
 
 
 def _positive_int(value, what):
@@ -51,8 +51,8 @@ class Classify:
         return softmax_cross_entropy(logits, target, class_weights=self.class_weights, out=out)
 
     def output(self, logits):
-        """logits (n, n_classes) -> class probabilities (n, n_classes)."""
-        return softmax(logits)
+        """logits (n, n_classes) -> class probabilities (n, n_classes), exp(log_softmax)."""
+        return np.exp(log_softmax(logits))
 
     def check_target(self, name, target, n_rows, dtype):
         """Return ``target`` as an int64 array of shape (n_rows,), or raise ValueError."""

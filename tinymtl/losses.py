@@ -46,17 +46,6 @@ def log_softmax(logits, out=None):
     return out
 
 
-def softmax(logits):
-    """logits (n, k) -> probabilities (n, k): exp(z - m) / sum_l exp(z_l - m), m the row max.
-
-    The same shift as log_softmax keeps exp(.) <= 1 and each row's sum in [1, k]. Used for
-    predictions only; the losses work with log-probabilities, never with log(softmax).
-    """
-    probabilities = np.exp(logits - row_max(logits))
-    probabilities /= row_sum(probabilities)
-    return probabilities
-
-
 def softmax_cross_entropy(logits, labels, *, class_weights=None, out=None):
     """Mean cross-entropy of softmax(logits) against integer labels, and its gradient.
 
