@@ -82,10 +82,11 @@ def main(argv=None):
     from .heads import Classify, Regress
     from .network import MultiTaskNet
 
-    parser = argparse.ArgumentParser(
+    from .cli import Parser  # argparse with one-line usage errors, as every command has
+
+    parser = Parser(
         prog="python -m tinymtl.gradcheck",
-        description="Check backprop against central differences on a small random float64 network.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        description="Check backprop against central differences on a small random float64 network.")
     parser.add_argument("--hidden", type=_parse_hidden, default=(5, 4),
                         help="trunk hidden sizes, comma-separated; empty for none")
     parser.add_argument("--head", type=_parse_head, action="append", dest="heads",
