@@ -15,6 +15,7 @@ splitting one product by rows across the pool gained nothing either (157 vs 169 
 
 import contextlib
 import ctypes
+import functools
 import os
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -32,6 +33,7 @@ def default_threads():
         return max(1, os.cpu_count() or 1)
 
 
+@functools.lru_cache(maxsize=1)  # which library NumPy loaded does not change
 def _openblas_thread_functions():
     """(set, get) for the OpenBLAS that NumPy loaded, or None where it cannot be found."""
     try:
