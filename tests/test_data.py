@@ -167,3 +167,159 @@ def test_stratified_split_keeps_class_proportions(strata, fraction, seed):
     for s in np.unique(strata):
         in_class = int(np.sum(strata == s))
         assert abs(int(np.sum(strata[val] == s)) - fraction * in_class) < 1 + 1e-9
+
+
+# ------------------------------------------------------------------------------------------------
+# The numbers fast path (parse_numbers) against the csv path (parse_csv): the same Table meaning
+
+
+def both_paths(text):
+    """(fast, careful) Tables of ``text``; the fast path must have taken it."""
+    from tinymtl.data import parse_numbers
+    fast = parse_numbers(text, "t.csv")
+    assert fast is not None, "the fast path refused the file"
+    return fast, table(text)
+
+
+def outcome(fn, *args, **kwargs):
+    """fn's result, or the DataError message it raised."""
+    try:
+        return fn(*args, **kwargs)
+    except DataError as err:
+        return f"DataError: {err}"
+
+
+def assert_same_meaning(fast, careful):
+    from tinymtl.data import numeric_column
+    assert fast.names == careful.names and fast.lines.tolist() == careful.lines.tolist()
+    assert fast.cells.tolist() == careful.cells.tolist()
+    for name in fast.names:
+        for what in ("feature", "regression target"):
+            a, b = outcome(numeric_column, fast, name, what=what), outcome(numeric_column, careful, name, what=what)
+            if isinstance(b, str):
+                assert a == b
+            else:
+                assert a.dtype == b.dtype == np.float64
+                assert a.tobytes() == b.tobytes()  # bit for bit, NaN and -0.0 included
+        for fit in (lambda t: Features.fit(t, [name]), lambda t: ClassTarget.fit(t, name)):
+            a, b = outcome(fit, fast), outcome(fit, careful)
+            if isinstance(b, str):
+                assert a == b
+            else:
+                assert a.to_meta() == b.to_meta()
+                assert np.array_equal(a.encode(fast), b.encode(careful))
+
+
+number_text = st.one_of(
+    st.floats(-1e150, 1e150, allow_nan=False).map(repr),  # wider overflows the std of a column
+    st.floats(-1e6, 1e6, allow_nan=False).map(lambda x: f"{x:.6g}"),
+    st.floats(-1e150, 1e150, allow_nan=False).map(lambda x: f"{x:.18e}"),
+    st.integers(-10**20, 10**20).map(str),
+    st.decimals(-10**6, 10**6, places=4, allow_nan=False, allow_infinity=False).map(str),
+    st.sampled_from(["0", "-0", "+1", "+.5", "5.", "-.25", "007", "0.1", "1e-5", "9007199254740993",
+                     "123456789012345", "1234567890123456", "0.000000000000001", "1.5E+3"]),
+)
+
+
+@given(st.integers(1, 4).flatmap(lambda n: st.lists(st.lists(number_text, min_size=n, max_size=n),
+                                                    min_size=1, max_size=12)),
+       st.sampled_from(["\n", "\r\n"]))
+def test_fast_path_reads_plain_numbers_as_the_csv_path_does(rows, newline):
+    header = ",".join(f"c{j}" for j in range(len(rows[0])))
+    text = newline.join([header, *(",".join(row) for row in rows)]) + newline
+    assert_same_meaning(*both_paths(text))
+
+
+@given(st.integers(1, 3).flatmap(lambda n: st.lists(st.lists(
+           st.tuples(number_text | st.sampled_from(["nan", "NaN", "inf", "-Infinity", "1e999"]),
+                     st.sampled_from(["", " ", "  "])).map(lambda t: t[1] + t[0] + t[1]),
+           min_size=n, max_size=n), min_size=1, max_size=10)),
+       st.lists(st.integers(0, 10), max_size=3))
+def test_fast_path_keeps_nan_inf_spaces_and_blank_lines_as_the_csv_path_does(rows, blanks):
+    lines = [",".join(row) for row in rows]
+    for at in sorted(blanks, reverse=True):
+        lines.insert(min(at, len(lines) - 1) + 1, "" if at % 2 else "   ")  # never before row 1
+    text = "\n".join([",".join(f"x{j}" for j in range(len(rows[0]))), *lines]) + "\n"
+    assert_same_meaning(*both_paths(text))
+
+
+def test_the_decimal_parser_equals_float_on_the_benchmark_format():
+    from tinymtl.data import _parse_decimal_rows
+    rng = np.random.default_rng(3)
+    values = rng.standard_normal((300, 5)) * 10.0 ** rng.integers(-3, 5, (300, 5))  # few exponents
+    cells = [[f"{v:.6g}" for v in row] for row in values] + [["-0", "+.5", "5.", "12345678901234567", "1e-300"]]
+    parsed = _parse_decimal_rows("\n".join(",".join(row) for row in cells) + "\n", 5)
+    assert parsed is not None
+    assert parsed.tobytes() == np.array([[float(c) for c in row] for row in cells]).tobytes()
+
+
+def test_nan_is_a_missing_target_and_a_missing_feature_on_both_paths():
+    text = "x,t,y\n1,2.5,0\n\n2,nan,NaN\n3,1.5,1\n"  # line 3 is blank
+    for t in both_paths(text):
+        np.testing.assert_array_equal(RegressTarget.fit(t, "t").encode(t), [2.5, np.nan, 1.5])
+        assert ClassTarget.fit(t, "y").encode(t).tolist() == [0, -1, 1]
+        with pytest.raises(DataError, match=r'^t.csv: line 4, column "t": missing feature value \(nan\); '):
+            Features.fit(t, ["x", "t"])
+
+
+def test_inf_feature_errors_name_the_physical_line_on_both_paths():
+    text = "a,b\n1,2\n\n\n3,-inf\n"
+    fast, careful = both_paths(text)
+    messages = {outcome(Features.fit, t, ["a", "b"]) for t in (fast, careful)}
+    assert messages == {"DataError: t.csv: line 5, column \"b\": '-inf' is infinite; feature values must be finite"}
+    messages = {outcome(RegressTarget.fit, t, "b") for t in (fast, careful)}
+    assert messages == {"DataError: t.csv: line 5, column \"b\": '-inf' is infinite; "
+                        "regression target values must be finite"}
+
+
+def test_read_csv_takes_the_fast_path_for_numbers_and_keeps_bom_and_crlf(tmp_path):
+    path = tmp_path / "n.csv"
+    path.write_bytes(b"\xef\xbb\xbfa,b\r\n1.5,2\r\n\r\n-3,4e2\r\n")
+    t = read_csv(path)
+    assert t.names == ["a", "b"] and t.lines.tolist() == [2, 4]
+    assert t.numbers("a").tolist() == [1.5, -3.0] and t.numbers("b").tolist() == [2.0, 400.0]
+    assert t.column("b").tolist() == ["2", "4e2"]  # labels and categories keep the file's text
+
+
+def test_class_labels_and_categories_of_a_numbers_file_keep_its_text():
+    fast, careful = both_paths("code,y\n01,10\n1,2\n1.0,10\n")
+    for t in (fast, careful):
+        assert ClassTarget.fit(t, "y").classes == ["2", "10"]
+        assert Features.fit(t, ["code"], categorical=["code"]).columns[0].categories == ["01", "1", "1.0"]
+
+
+@pytest.mark.parametrize("text", [
+    'a,b\n"1",2\n',        # quoted numbers
+    "a,b\n1,\n",           # an empty cell
+    "a,b\n1,NA\n",         # a missing marker the C parsers do not read
+    "a,b\n1,2\n3\n",       # a short row
+    "a,b\n1,-nan\n",       # not a missing cell for the csv path
+    "a,b\r1,2\r",          # old Mac line ends
+    "\n\na,b\n1,2\n",      # blank lines before the header
+    "a,b\n1,x\n",          # text
+])
+def test_the_fast_path_leaves_other_files_to_the_csv_path(text):
+    from tinymtl.data import parse_numbers, parse_text
+    assert parse_numbers(text, "t.csv") is None
+    a, b = outcome(parse_text, text, "t.csv"), outcome(table, text)
+    assert a == b if isinstance(b, str) else a.cells.tolist() == b.cells.tolist()
+
+
+def test_quoted_numbers_read_as_numbers_on_the_csv_path():
+    from tinymtl.data import numeric_column, parse_text
+    t = parse_text('a,b\n"1.5", 2\n3,"4"\n', "t.csv")
+    assert numeric_column(t, "a", what="feature").tolist() == [1.5, 3.0]
+    assert numeric_column(t, "b", what="feature").tolist() == [2.0, 4.0]
+
+
+def test_a_mixed_column_on_the_fast_path_is_still_the_typo_error():
+    from tinymtl.data import parse_text
+    t = parse_text("a,b\n1,2\n2,3\n3,x\n", "t.csv")
+    with pytest.raises(DataError, match=r'line 4, column "b": \'x\' is not a number'):
+        feature_kind(t, "b")
+
+
+def test_numbers_columns_are_read_only():
+    fast, _ = both_paths("a\n1\n2\n")
+    with pytest.raises(ValueError):
+        fast.numbers("a")[0] = 5.0

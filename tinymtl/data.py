@@ -1,8 +1,10 @@
 """CSV data for the command line: reading, column typing, encoding, standardisation and splits.
 
-A CSV file becomes a ``Table``: its header names and every cell as stripped text, with the
-physical line each row came from, so that any error can name the file, line, column and value.
-Nothing is converted until a column's role is known:
+A CSV file becomes a ``Table``: its header names and its columns, with the physical line each
+row came from, so that any error can name the file, line, column and value. A file of numbers
+only is parsed straight into float64 columns (``parse_numbers``, as fast as numpy.loadtxt or
+faster); any other file is read with the csv module, every cell as stripped text (``parse_csv``).
+Either way, the meaning of a column is decided by its role, the same on both paths:
 
 - a *numeric* feature column is standardised, ``(x - mean) / scale``, with the training split's
   statistics;
@@ -19,6 +21,7 @@ import csv
 import importlib.resources
 import io
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,35 +36,83 @@ MISSING = ("", "na", "n/a", "nan")  # a cell that holds one of these (any case) 
 
 
 class Table:
-    """A CSV file as text: ``names`` (n_columns,), ``cells`` (n_rows, n_columns) of stripped str,
-    ``lines`` (n_rows,) the physical line of each row; ``source`` names the file in messages."""
+    """A CSV file by columns: ``names`` (n_columns,), ``lines`` (n_rows,) the physical line of each
+    row, and ``source``, which names the file in messages.
 
-    def __init__(self, source, names, cells, lines, *, unit="line"):
-        self.source, self.names = str(source), list(names)
-        self.cells, self.lines, self.unit = cells, np.asarray(lines, dtype=np.int64), unit
-        self.n_rows = cells.shape[0]
+    A column is held as stripped text (n_rows,) of str, or, when the reader parsed the whole file
+    as numbers, as float64 (n_rows,) (NaN for a "nan" cell), its text read back from the file's
+    lines (``raw_lines``) only if asked for: class labels and categories are text.
+    """
+
+    def __init__(self, source, names, lines, *, text=None, numbers=None, raw_text=None,
+                 unit="line"):
+        self.source, self.names, self.unit = str(source), list(names), unit
+        self.lines = np.asarray(lines, dtype=np.int64)
+        self.n_rows = len(self.lines)
+        n = len(self.names)
+        self._text = list(text) if text is not None else [None] * n
+        self._numbers = list(numbers) if numbers is not None else [None] * n
+        self._raw_text, self._raw_lines = raw_text, None  # the file, for numbers columns' text
+
+    @classmethod
+    def from_cells(cls, source, names, cells, lines, *, unit="line"):
+        """A Table of text: ``cells`` (n_rows, n_columns) of stripped str."""
+        return cls(source, names, lines, text=[cells[:, j] for j in range(cells.shape[1])],
+                   unit=unit)
 
     def where(self, row, name=None):
         """'file.csv: line 7, column "x"' for row index ``row`` (0-based, data rows only)."""
         place = f"{self.source}: {self.unit} {int(self.lines[row])}"
         return place if name is None else f'{place}, column "{name}"'
 
-    def column(self, name):
-        """The cells of column ``name`` (n_rows,) as str; DataError naming the columns if absent."""
+    def _index(self, name):
         if name not in self.names:
             raise DataError(f'{self.source}: no column "{name}"; the columns are {", ".join(self.names)}')
-        return self.cells[:, self.names.index(name)]
+        return self.names.index(name)
+
+    def numbers(self, name):
+        """Column ``name`` as float64 (n_rows,), read-only, if the reader parsed it; else None."""
+        return self._numbers[self._index(name)]
+
+    def column(self, name):
+        """The cells of column ``name`` (n_rows,) as str; DataError naming the columns if absent."""
+        j = self._index(name)
+        if self._text[j] is None:  # a numbers column: its text, as the file spells it
+            lines = self._physical_lines()
+            self._text[j] = np.strings.strip(np.array(
+                [lines[k - 1].split(",")[j] for k in self.lines.tolist()], dtype=str))
+        return self._text[j]
+
+    def cell(self, row, name):
+        """The text of one cell, for messages."""
+        j = self._index(name)
+        if self._text[j] is None:
+            return self._physical_lines()[int(self.lines[row]) - 1].split(",")[j].strip()
+        return str(self._text[j][row])
+
+    def _physical_lines(self):
+        """Line k of the file is [k - 1] (a numbers table's file has no quotes and no lone \\r)."""
+        if self._raw_lines is None:
+            self._raw_lines = self._raw_text.split("\n")
+        return self._raw_lines
+
+    @property
+    def cells(self):
+        """Every cell as text (n_rows, n_columns) of str."""
+        return np.stack([self.column(name) for name in self.names], axis=1)
 
     def take(self, rows):
         """A Table of the rows with indices ``rows``, keeping their line numbers."""
-        return Table(self.source, self.names, self.cells[rows], self.lines[rows], unit=self.unit)
+        pick = lambda columns: [None if c is None else c[rows] for c in columns]
+        return Table(self.source, self.names, self.lines[rows], text=pick(self._text),
+                     numbers=pick(self._numbers), raw_text=self._raw_text, unit=self.unit)
 
 
 def read_csv(path):
     """Read a comma-separated file with a header row into a Table; DataError if unusable."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            return parse_csv(f, path)
+            text = f.read()
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -70,16 +121,27 @@ def read_csv(path):
         raise DataError(f"{path}: not a UTF-8 text file (byte {err.start}: {err.reason})") from None
     except OSError as err:
         raise DataError(f"{path}: cannot read: {err.strerror or err}") from None
+    return parse_text(text, path)
 
 
 def read_bundled(name="iris.csv"):
     """Read a CSV file shipped in ``tinymtl/data`` (the Iris data by default)."""
     text = importlib.resources.files("tinymtl").joinpath("data", name).read_text(encoding="utf-8")
-    return parse_csv(io.StringIO(text, newline=""), f"bundled {name}")
+    return parse_text(text, f"bundled {name}")
+
+
+def parse_text(text, source):
+    """Parse the text of a CSV file with a header row into a Table.
+
+    A file of numbers only takes a fast path (``parse_numbers``); any other file, and any file the
+    fast path does not accept, is read by ``parse_csv``, which also writes every error message.
+    """
+    table = parse_numbers(text, source)
+    return table if table is not None else parse_csv(io.StringIO(text, newline=""), source)
 
 
 def parse_csv(lines, source):
-    """Parse CSV text (an iterable of lines) with a header row into a Table.
+    """Parse CSV text (an iterable of lines) with a header row into a Table of text.
 
     Blank lines are skipped; every other row must have as many fields as the header.
     """
@@ -110,7 +172,145 @@ def parse_csv(lines, source):
     if not rows:
         raise DataError(f"{source}: the header has no data rows below it")
     cells = np.strings.strip(np.array(rows, dtype=str))  # (n_rows, n_columns)
-    return Table(source, names, cells, lines_of_rows)
+    return Table.from_cells(source, names, cells, lines_of_rows)
+
+
+# ------------------------------------------------------------------------------------------------
+# The fast path: a file of numbers, parsed without the csv module
+#
+# Python's float() (used by the csv path) and numpy.loadtxt both parse each cell with C's
+# correctly rounded strtod, about 150 ns a cell. Most CSV numbers are short decimals ("-0.274138"),
+# which NumPy can parse a whole column of cells at a time: the digits make an integer m below 2**53
+# and the digits after the point a count f <= 22, so m and 10**f are exact doubles and m / 10**f,
+# one correctly rounded division, is the very double strtod returns (Clinger's fast path).
+# Cells of any other form (exponents, more than 15 digits) are few, and go to float() one by one.
+
+_BYTE_KIND = np.full(256, 12, dtype=np.uint8)  # digit -> its value, "." -> 10, "," "\n" -> 11, other -> 12
+_BYTE_KIND[ord("0"):ord("9") + 1] = np.arange(10)
+_BYTE_KIND[ord(".")], _BYTE_KIND[ord(",")], _BYTE_KIND[ord("\n")] = 10, 11, 11
+_POW10 = 10.0 ** np.arange(23)  # exact doubles
+_MAX_DIGITS, _MAX_WIDTH = 15, 17  # 10**15 < 2**53; a cell wider than 17 bytes goes to float()
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")  # float() = strtod here
+
+
+def parse_numbers(text, source):
+    """A Table of float64 columns if ``text`` is a header line and rows of numbers, else None.
+
+    The header must be the first line and every row must have its number of fields; no cell may
+    be empty, missing (except "nan") or quoted. Rows become lines 2, 3, ... (blank lines are
+    skipped and counted, as by ``parse_csv``). Values equal ``float(cell)`` bit for bit.
+    """
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+        if "\r" in text:
+            return None  # old Mac line ends: the csv path
+    header_end = text.find("\n")
+    row_end = text.find("\n", header_end + 1) if header_end >= 0 else -1
+    header = text[:header_end] if header_end >= 0 else text
+    first_row = text[header_end + 1:row_end if row_end >= 0 else len(text)]
+    if header_end < 0 or not header.strip() or '"' in first_row or not _all_numbers(first_row.split(",")):
+        return None  # a text column, seen in the first row, costs no parse of the rest
+    try:
+        names = [name.strip() for name in next(csv.reader([header], strict=True))]
+    except csv.Error:
+        return None  # a quoted header over several lines
+    body = text[len(header) + 1:]
+    if not all(names) or len(set(names)) != len(names) or '"' in body:
+        return None  # the csv path says what is wrong, and reads quotes
+    values = _parse_decimal_rows(body, len(names))
+    if values is not None:
+        lines = np.arange(2, len(values) + 2)
+    else:
+        values, lines = _parse_rows_with_loadtxt(body, len(names))
+        if values is None:
+            return None
+    values.flags.writeable = False  # its columns are handed out as they are
+    return Table(source, names, lines, numbers=[values[:, j] for j in range(len(names))],
+                 raw_text=text)
+
+
+def _all_numbers(cells):
+    """Whether float() reads every cell (around spaces too)."""
+    try:
+        for cell in cells:
+            float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _parse_decimal_rows(body, n_columns, block_rows=1024):
+    """Rows of plain decimal numbers -> values (n_rows, n_columns) float64, or None."""
+    try:
+        data = np.frombuffer((body if body.endswith("\n") else body + "\n").encode("ascii"), np.uint8)
+    except UnicodeEncodeError:
+        return None
+    ends = np.flatnonzero(_BYTE_KIND[data] == 11)  # the "," or "\n" after each cell
+    if len(ends) % n_columns:
+        return None
+    ends_line = (data[ends] == ord("\n")).reshape(-1, n_columns)
+    if not ends_line[:, -1].all() or ends_line[:, :-1].any():
+        return None  # a row with another number of fields, or a blank line
+    values = np.empty(len(ends))
+    plain = np.empty(len(ends), dtype=bool)
+    step = block_rows * n_columns  # blocks of rows keep the temporaries in cache
+    for first in range(0, len(ends), step):
+        block = slice(first, first + step)
+        starts = np.empty_like(ends[block])
+        starts[0] = ends[first - 1] + 1 if first else 0
+        starts[1:] = ends[block][:-1] + 1
+        _parse_decimals(data, starts, ends[block], values[block], plain[block])
+    others = np.flatnonzero(~plain)
+    if len(others) > len(ends) // 20:
+        return None  # mostly other forms: loadtxt is faster than float() one by one
+    for i in others.tolist():
+        cell = body[(ends[i - 1] + 1 if i else 0):ends[i]]
+        if not _PLAIN_NUMBER.fullmatch(cell):
+            return None  # nan, inf, spaces, text, an empty cell...
+        values[i] = float(cell)
+    return values.reshape(-1, n_columns)
+
+
+def _parse_decimals(data, starts, ends, values, plain):
+    """Cells data[starts[i]:ends[i]] -> values[i] where plain[i]: [+-]digits[.digits], <= 15 digits."""
+    first = data[starts]
+    negative = first == ord("-")
+    starts = starts + (negative | (first == ord("+")))
+    widths = ends - starts
+    m = np.zeros(len(starts))                     # the digits as an integer, exact below 2**53
+    f = np.zeros(len(starts), dtype=np.int64)     # digits after the point
+    n_digits = np.zeros(len(starts), dtype=np.int64)
+    after_point = np.zeros(len(starts), dtype=bool)
+    odd = widths > _MAX_WIDTH
+    for k in range(min(int(widths.max()), _MAX_WIDTH)):
+        kind = _BYTE_KIND[data[np.minimum(starts + k, ends)]]  # past a cell's end: its "," (11)
+        digit = kind < 10
+        m = np.where(digit, m * 10 + kind, m)
+        n_digits += digit
+        f += digit & after_point
+        point = kind == 10
+        odd |= (point & after_point) | (kind == 12)
+        after_point |= point
+    np.divide(m, _POW10[np.minimum(f, 22)], out=values)
+    np.negative(values, out=values, where=negative)
+    np.logical_not(odd | (n_digits == 0) | (n_digits > _MAX_DIGITS), out=plain)
+
+
+def _parse_rows_with_loadtxt(body, n_columns):
+    """Rows of numbers in any form strtod reads (spaces, exponents, nan, inf, blank lines) ->
+    (values (n_rows, n_columns) float64, physical lines (n_rows,)), or (None, None)."""
+    rows = body.split("\n")
+    lines = [k for k, row in enumerate(rows, start=2) if row.strip()]  # blank lines: skipped, counted
+    try:
+        values = np.loadtxt(io.StringIO("\n".join(rows[k - 2] for k in lines)), delimiter=",",
+                            comments=None, quotechar=None, ndmin=2, dtype=np.float64)
+    except ValueError:
+        return None, None
+    if values.shape != (len(lines), n_columns):
+        return None, None
+    if np.isnan(values).any() and re.search(r"[+-]\s*nan", body, re.IGNORECASE):
+        return None, None  # "-nan" is not a missing cell for the csv path: keep its reading
+    return values, np.array(lines)
 
 
 def table_from_values(values, names, source="command line"):
@@ -128,7 +328,7 @@ def table_from_values(values, names, source="command line"):
     if not rows:
         raise DataError(f"{source}: no value rows given")
     cells = np.strings.strip(np.array(rows, dtype=str).reshape(len(rows), len(names)))
-    return Table(source, names, cells, range(1, len(rows) + 1), unit="value row")
+    return Table.from_cells(source, names, cells, range(1, len(rows) + 1), unit="value row")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -170,27 +370,34 @@ def numeric_column(table, name, *, what):
 
     A cell that is neither a number nor missing, or is infinite, is a DataError naming its place.
     """
-    cells = table.column(name)
-    missing = is_missing(cells)
-    values, ok = to_numbers(np.where(missing, "nan", cells))
-    bad = ~ok
-    if bad.any():
-        row = int(np.argmax(bad))
-        raise DataError(f"{table.where(row, name)}: cannot read {str(cells[row])!r} as a number "
-                        f"({what} columns must be numeric)")
-    infinite = np.isinf(values)
-    if infinite.any():
-        row = int(np.argmax(infinite))
-        raise DataError(f"{table.where(row, name)}: {str(cells[row])!r} is infinite; "
-                        f"{what} values must be finite")
+    values = table.numbers(name)  # parsed with the file: NaN only where a cell says "nan"
+    if values is None:
+        cells = table.column(name)
+        missing = is_missing(cells)
+        values, ok = to_numbers(np.where(missing, "nan", cells))
+        bad = ~ok
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise DataError(f"{table.where(row, name)}: cannot read {str(cells[row])!r} as a number "
+                            f"({what} columns must be numeric)")
+    _check_finite(table, name, values, what)
     return values
 
 
-def _check_no_missing(table, name, cells):
-    missing = is_missing(cells)
+def _check_finite(table, name, values, what):
+    infinite = np.isinf(values)
+    if infinite.any():
+        row = int(np.argmax(infinite))
+        raise DataError(f"{table.where(row, name)}: {table.cell(row, name)!r} is infinite; "
+                        f"{what} values must be finite")
+
+
+def _check_no_missing(table, name):
+    values = table.numbers(name)
+    missing = np.isnan(values) if values is not None else is_missing(table.column(name))
     if missing.any():
         row = int(np.argmax(missing))
-        shown = str(cells[row]) or "an empty cell"
+        shown = table.cell(row, name) or "an empty cell"
         raise DataError(f"{table.where(row, name)}: missing feature value ({shown}); "
                         f"only target columns may have missing cells")
 
@@ -202,18 +409,18 @@ def feature_kind(table, name, categorical=False):
     DataError naming the first cell of the minority kind, unless ``categorical`` is set.
     Missing and infinite values are DataErrors naming their place.
     """
-    cells = table.column(name)
-    _check_no_missing(table, name, cells)
+    _check_no_missing(table, name)
     if categorical:
         return "categorical", None
+    values = table.numbers(name)
+    if values is not None:
+        _check_finite(table, name, values, "feature")
+        return "numeric", values
+    cells = table.column(name)
     values, ok = to_numbers(cells)
     n_numbers = int(ok.sum())
     if n_numbers == len(cells):
-        infinite = np.isinf(values)
-        if infinite.any():
-            row = int(np.argmax(infinite))
-            raise DataError(f"{table.where(row, name)}: {str(cells[row])!r} is infinite; "
-                            f"feature values must be finite")
+        _check_finite(table, name, values, "feature")
         return "numeric", values
     if n_numbers == 0:
         return "categorical", None
@@ -259,7 +466,7 @@ class NumericFeature:
     width = 1
 
     def encode(self, table, out):
-        _check_no_missing(table, self.name, table.column(self.name))
+        _check_no_missing(table, self.name)
         values = numeric_column(table, self.name, what="feature")
         out[:, 0] = (values - self.mean) / self.scale
 
@@ -280,8 +487,8 @@ class CategoricalFeature:
         return len(self.categories)
 
     def encode(self, table, out):
+        _check_no_missing(table, self.name)
         cells = table.column(self.name)
-        _check_no_missing(table, self.name, cells)
         codes, found = lookup(self.categories, cells)  # (n,) index of each cell's category
         unknown = ~found
         if unknown.any():
