@@ -206,3 +206,26 @@ def test_an_unwritable_out_is_reported_before_training(tmp_path, capsys, monkeyp
     assert err.count("\n") == 1 and "does not exist" in err and "--out" in err
     assert train.main(["--epochs", "1", "--out", str(tmp_path)]) == 1
     assert "is a folder" in capsys.readouterr().err
+
+
+def huge_csv(tmp_path, feature_scale, target_scale):
+    rng = np.random.default_rng(0)
+    lines = ["a,b,t"] + [f"{rng.normal() * (feature_scale if i == 5 else 1)},{rng.normal()},"
+                         f"{rng.normal() * target_scale}" for i in range(60)]
+    path = tmp_path / "huge.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_values_beyond_float32_are_trained_on_or_refused_in_one_line(tmp_path, capsys):
+    out = str(tmp_path / "m.npz")
+    assert train.main([*FAST, "--quiet", "--csv", str(huge_csv(tmp_path, 1e300, 1)), "--regress", "t",
+                       "--out", out]) == 0  # standardising brings 1e300 back into range
+    capsys.readouterr()
+    assert train.main([*FAST, "--quiet", "--csv", str(huge_csv(tmp_path, 1, 1e40)), "--regress", "t",
+                       "--out", out]) == 0
+    assert "nan" not in capsys.readouterr().out  # metrics in the user's units, in float64
+    code = train.main([*FAST, "--quiet", "--csv", str(huge_csv(tmp_path, 1, 1e40)), "--regress", "t",
+                       "--no-target-scaling", "--out", out])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "infinite as float32" in err

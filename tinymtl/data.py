@@ -442,7 +442,9 @@ def feature_kind(table, name, categorical=False):
 def mean_and_scale(values):
     """Statistics for standardising ``values`` (n,) float64: the mean and the standard deviation
     (1.0 for a constant column, so that it encodes as zeros instead of dividing by zero)."""
-    mean, scale = float(values.mean()), float(values.std())
+    largest = float(np.abs(values).max()) if values.size else 0.0
+    unit = largest if 0 < largest < math.inf else 1.0  # so that sums of squares cannot overflow
+    mean, scale = float((values / unit).mean()) * unit, float((values / unit).std()) * unit
     return mean, (scale if scale > 0 and math.isfinite(scale) else 1.0)
 
 
@@ -529,11 +531,18 @@ class Features:
     def encode(self, table, dtype=np.float32):
         """Table -> inputs X (n_rows, n_inputs) of ``dtype``, columns found by name."""
         out = np.empty((table.n_rows, self.n_inputs), dtype=np.float64)
-        start = 0
+        start, owner = 0, []  # owner[j]: the column that input j encodes
         for column in self.columns:
             column.encode(table, out[:, start:start + column.width])
             start += column.width
-        return out.astype(dtype)
+            owner += [column.name] * column.width
+        with np.errstate(over="ignore"):
+            encoded = out.astype(dtype)
+        if not np.isfinite(encoded).all():
+            row, j = np.argwhere(~np.isfinite(encoded))[0]
+            raise DataError(f"{table.where(row, owner[j])}: a value too large to use "
+                            f"(standardised, it is {out[row, j]:.3g}, beyond {np.dtype(dtype).name})")
+        return encoded
 
     def to_meta(self):
         return [c.to_meta() for c in self.columns]
@@ -628,7 +637,12 @@ class RegressTarget:
         return (values - self.mean) / self.scale
 
     def unstandardise(self, t):
-        return t * self.scale + self.mean
+        """Network outputs -> the user's units, of the outputs' dtype; in float64 where the
+        units lie beyond that dtype's range (a target in the 1e40s overflows float32)."""
+        t = np.asarray(t)
+        values = t.astype(np.float64) * self.scale + self.mean
+        fits = np.all(np.abs(values[np.isfinite(values)]) <= np.finfo(t.dtype).max)
+        return values.astype(t.dtype) if fits else values
 
     def to_meta(self):
         return {"kind": self.kind, "mean": self.mean, "scale": self.scale}

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import DataError
 from .losses import log_softmax, mse, softmax_cross_entropy
 
 
@@ -109,9 +110,11 @@ class Regress:
                              f'{" or (%d,)" % n_rows if self.n_outputs == 1 else ""}, got {t.shape}')
         if t.dtype.kind not in "iuf":
             raise ValueError(f'targets["{name}"] must be numeric, got dtype {t.dtype}')
-        t = t.astype(dtype, copy=False)
+        with np.errstate(over="ignore"):  # a value beyond the dtype becomes inf: reported below
+            t = t.astype(dtype, copy=False)
         if np.isinf(t).any():
-            raise ValueError(f'targets["{name}"] holds an infinite value; use NaN for a missing label')
+            raise DataError(f'targets["{name}"] holds a value that is infinite as {np.dtype(dtype).name}; '
+                            f"use NaN for a missing label")
         return t
 
 
