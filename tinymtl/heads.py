@@ -32,9 +32,10 @@ class Classify:
     kind = "classify"
 
     def __post_init__(self):
-        n = _positive_int(self.n_classes, "Classify(n_classes)")
-        if n < 2:
-            raise ValueError(f"Classify(n_classes) must be at least 2, got {n}")
+        if isinstance(self.n_classes, (bool, np.bool_)) or not isinstance(
+                self.n_classes, (int, np.integer)) or self.n_classes < 2:
+            raise ValueError(f"Classify(n_classes) must be an integer >= 2, got {self.n_classes!r}")
+        n = int(self.n_classes)
         object.__setattr__(self, "n_classes", n)
         if self.class_weights is not None:
             weights = tuple(float(w) for w in self.class_weights)
