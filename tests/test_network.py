@@ -317,3 +317,31 @@ def test_inputs_too_large_for_float32_are_a_data_error():
     net = MultiTaskNet(2, (4,), {"t": Regress(1)})  # float32
     with pytest.raises(tinymtl.DataError, match=r"row 1, column 0 \(as float32\)"):
         net.predict(np.array([[0.0, 1.0], [1e300, 2.0]]))
+
+
+def test_a_warm_training_step_allocates_no_batch_sized_array():
+    import tracemalloc
+
+    from tinymtl.optim import SGD
+
+    rng = np.random.default_rng(0)
+    net = MultiTaskNet(64, (128, 128), {"y": Classify(10), "t": Regress(1)}, seed=0)
+    optimizer = SGD(net.param_groups(0.001))
+    peaks = {}
+    for batch in (256, 1024):
+        x = rng.standard_normal((batch, 64), dtype=np.float32)
+        targets = {"y": rng.integers(0, 10, batch), "t": rng.standard_normal((batch, 1), dtype=np.float32)}
+        for _ in range(2):  # warm-up: the workspace for this batch size is made here
+            net.train_step(x, targets, optimizer)
+        tracemalloc.start()
+        try:
+            start = tracemalloc.get_traced_memory()[0]
+            net.train_step(x, targets, optimizer)
+            now, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        peaks[batch] = peak - start
+        assert now - start < 1024  # nothing kept
+    activation = 256 * 128 * 4  # one hidden layer's output at the smaller batch
+    assert max(peaks.values()) < activation / 2, peaks  # NumPy's fixed scratch buffers, a few vectors
+    assert peaks[1024] - peaks[256] < 32 * 1024, peaks  # and it does not grow with the batch
