@@ -219,6 +219,21 @@ def quiet_args(args):
     return (args.quiet_below, args.max_wait, max(0, args.retries))
 
 
+def serve_worker(args, worker, threads=None):
+    """In a worker process (``--worker JSON``): run the job and print its result as JSON.
+
+    Returns True there (the script's ``main`` then returns 0), False in the parent.
+    ``threads`` overrides the job's thread count.
+    """
+    if not args.worker:
+        return False
+    import json
+    job = json.loads(args.worker)
+    worker_setup(job["threads"] if threads is None else threads)
+    print(json.dumps(worker(job)))
+    return True
+
+
 def worker_setup(threads):
     """Call first thing in a worker, before importing NumPy: pin every thread variable."""
     for var in THREAD_VARS:

@@ -85,11 +85,7 @@ def main(argv=None):
                            "Rows/s reading a 60,000 x 65 numeric CSV: tinymtl vs numpy.loadtxt vs pandas.")
     parser.add_argument("--rows", type=c.positive_int, default=N_ROWS, help="data rows in the file")
     args = parser.parse_args(argv)
-    if args.worker:
-        import json
-        job = json.loads(args.worker)
-        c.worker_setup(1)
-        print(json.dumps(worker(job)))
+    if c.serve_worker(args, worker, threads=1):
         return 0
 
     rounds = c.resolve_rounds(args)

@@ -133,11 +133,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=c.int_list, default=[1, 2], help="comma-separated thread counts")
     parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     args = parser.parse_args(argv)
-    if args.worker:
-        import json
-        job = json.loads(args.worker)
-        c.worker_setup(job["threads"])
-        print(json.dumps(worker(job)))
+    if c.serve_worker(args, worker):
         return 0
 
     rounds = c.resolve_rounds(args)

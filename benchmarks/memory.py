@@ -218,11 +218,7 @@ def main(argv=None):
     parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     parser.add_argument("--top", type=c.positive_int, default=15, help="step lines to list")
     args = parser.parse_args(argv)
-    if args.worker:
-        import json
-        job = json.loads(args.worker)
-        c.worker_setup(1)
-        print(json.dumps(worker(job)))
+    if c.serve_worker(args, worker, threads=1):
         return 0
 
     rounds = c.resolve_rounds(args, default=1)

@@ -61,11 +61,7 @@ def main(argv=None):
                         help="epochs profiled (default 2000 small, 1 large)")
     parser.add_argument("--top", type=c.positive_int, default=25, help="functions listed")
     args = parser.parse_args(argv)
-    if args.worker:
-        import json
-        job = json.loads(args.worker)
-        c.worker_setup(job["threads"])
-        print(json.dumps(worker(job)))
+    if c.serve_worker(args, worker):
         return 0
     script = os.path.abspath(__file__)
     report = {}
