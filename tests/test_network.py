@@ -345,3 +345,17 @@ def test_a_warm_training_step_allocates_no_batch_sized_array():
     activation = 256 * 128 * 4  # one hidden layer's output at the smaller batch
     assert max(peaks.values()) < activation / 2, peaks  # NumPy's fixed scratch buffers, a few vectors
     assert peaks[1024] - peaks[256] < 32 * 1024, peaks  # and it does not grow with the batch
+
+
+@pytest.mark.parametrize("patience", [None, 1])
+def test_divergence_on_the_last_step_or_in_validation_restores_and_raises(patience):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 3)).astype(np.float32)
+    targets = {"y": rng.integers(0, 3, 40), "t": X[:, 0]}
+    net = MultiTaskNet(3, (8,), {"y": Classify(3), "t": Regress(1)}, seed=0)
+    before = net.flat_params.copy()
+    with pytest.raises(tinymtl.TrainingDiverged, match="epoch 1"):  # one full-batch step
+        net.fit(X, targets, epochs=1, batch_size=40, lr=1e30, validation=(X, targets), patience=patience)
+    np.testing.assert_array_equal(net.flat_params, before)
+    with pytest.raises(tinymtl.TrainingDiverged, match="parameters became"):
+        net.fit(X, targets, epochs=1, batch_size=40, lr=1e38)  # the one step overflows float32

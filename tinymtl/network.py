@@ -426,6 +426,13 @@ class MultiTaskNet:
             for epoch in range(1, epochs + 1):
                 try:
                     epoch_losses = self._train_epoch(x, targets, batch_size, optimizer, rng)
+                    # the last step may itself have thrown the parameters to inf or NaN
+                    if not math.isfinite(np.add.reduce(self.flat_params, axis=None)):
+                        raise TrainingDiverged("the parameters became infinite or NaN")
+                    val_losses = validation and self.task_losses(x_val, targets_val)
+                    if val_losses and not math.isfinite(sum(val_losses.values())):
+                        raise TrainingDiverged("the validation loss became "
+                                               f"{sum(val_losses.values())}")
                 except TrainingDiverged as err:
                     self.flat_params[...] = start_params  # nothing half-trained is left behind
                     raise TrainingDiverged(f"training diverged in epoch {epoch}: {err}; "
@@ -435,7 +442,6 @@ class MultiTaskNet:
                     history[name].append(loss)
                 stop = False
                 if validation is not None:
-                    val_losses = self.task_losses(x_val, targets_val)
                     for name, loss in val_losses.items():
                         history[f"val_{name}"].append(loss)
                     if patience is not None:
