@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tinymtl import DataError
-from tinymtl.data import (ClassTarget, Features, RegressTarget, feature_kind, parse_csv,
+from tinymtl.data import (ClassTarget, Features, RegressTarget, feature_kind, numeric_column, parse_csv,
                           read_bundled, read_csv, split_rows, table_from_values)
 
 
@@ -323,3 +323,17 @@ def test_numbers_columns_are_read_only():
     fast, _ = both_paths("a\n1\n2\n")
     with pytest.raises(ValueError):
         fast.numbers("a")[0] = 5.0
+
+
+def test_signed_nan_cells_are_missing_values_with_their_line(tmp_path):
+    rows = [f"{i * 0.1},{i % 2},{i * 0.3}" for i in range(40)]
+    rows[20] = "-nan,1,3.0"
+    path = tmp_path / "negnan.csv"
+    path.write_text("x,y,t\n" + "\n".join(rows) + "\n")
+    table = read_csv(path)
+    with pytest.raises(DataError, match=r'line 22, column "x": missing feature value \(-nan\)'):
+        Features.fit(table, ["x"])
+    rows[20] = "2.0,1,+NaN"
+    path.write_text("x,y,t\n" + "\n".join(rows) + "\n")
+    values = numeric_column(read_csv(path), "t", what="regression target")
+    assert np.isnan(values[20]) and np.isfinite(np.delete(values, 20)).all()

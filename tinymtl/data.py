@@ -28,7 +28,8 @@ import numpy as np
 
 from .errors import DataError
 
-MISSING = ("", "na", "n/a", "nan")  # a cell that holds one of these (any case) has no value
+MISSING = ("", "na", "n/a", "nan", "-nan", "+nan")  # a cell that holds one of these (any case)
+# has no value; float() reads the signed NaNs too, so they must not pass as numbers
 
 
 # ------------------------------------------------------------------------------------------------
@@ -337,7 +338,7 @@ def table_from_values(values, names, source="command line"):
 
 def is_missing(cells):
     """Boolean mask (n,) of the cells that hold no value: empty, NA, N/A or NaN (any case)."""
-    short = np.strings.str_len(cells) <= 3  # lower-casing every cell would be slow
+    short = np.strings.str_len(cells) <= 4  # lower-casing every cell would be slow
     missing = np.zeros(cells.shape, dtype=bool)
     missing[short] = np.isin(np.strings.lower(cells[short]), MISSING)
     return missing
