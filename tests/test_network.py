@@ -60,7 +60,9 @@ def test_weighted_task_losses_pass_the_gradient_check():
 @given(architectures)
 def test_random_networks_pass_the_gradient_check(arch):
     net, X, targets = build(arch)
-    for name, (analytic, numeric, error) in check_network(net, X, targets).items():
+    # h = 1e-5: where a gradient is tiny (1e-4), float64 rounding in the differences of h = 1e-6
+    # alone measured 1.1e-6 (one example in seven CI runs); the truncation error stays ~1e-10
+    for name, (analytic, numeric, error) in check_network(net, X, targets, h=1e-5).items():
         assert error < 1e-6, name
 
 
