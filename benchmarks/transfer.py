@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
 import tinymtl
 
 N_INPUTS, N_HIDDEN_FEATURES, SOURCE_CLASSES, TARGET_CLASSES = 10, 6, 8, 3

@@ -26,7 +26,7 @@ class _ValueRowParser(cli.Parser):
     a comma-separated row is not one.
     """
 
-    VALUE_ROW = re.compile(r"^-\.?\d")
+    VALUE_ROW = re.compile(r"^-(\.?\d|inf|nan)", re.IGNORECASE)
 
     def _parse_optional(self, arg_string):
         if self.VALUE_ROW.match(arg_string):
