@@ -19,11 +19,21 @@ from .errors import OptionError, TinyMTLError
 IRIS_CLASSIFY, IRIS_REGRESS = ["species"], ["petal_width"]
 
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default in --help, except for flags (a '(default: True)' after
+    --no-target-scaling reads as the opposite of what it means) and where there is none."""
+
+    def _get_help_string(self, action):
+        if action.nargs == 0 or action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with one-line usage errors: 'prog: error: ... (see --help)', exit 2."""
 
     def __init__(self, **kwargs):
-        super().__init__(formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kwargs)
+        super().__init__(formatter_class=_DefaultsFormatter, **kwargs)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see --help)\n")
