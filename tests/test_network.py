@@ -104,8 +104,8 @@ def test_outputs_gradients_and_parameters_keep_the_dtype(dtype, arch):
 def test_one_small_sgd_step_lowers_the_loss_on_a_fixed_batch(arch):
     net, X, targets = build(arch)
     loss, grads = net.loss_and_gradients(X, targets)
-    if sum(float(np.sum(g * g)) for g in grads.values()) < 1e-12:
-        return  # at a stationary point there is nothing to lower
+    if sum(float(np.sum(g * g)) for g in grads.values()) < 1e-6:
+        return  # (nearly) stationary: the decrease, about 1e-4 |g|^2, would drown in rounding
     for name, p in net.parameters().items():
         p -= 1e-4 * grads[name]
     assert net.loss_and_gradients(X, targets)[0] < loss
