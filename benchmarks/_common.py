@@ -219,6 +219,21 @@ def quiet_args(args):
     return (args.quiet_below, args.max_wait, max(0, args.retries))
 
 
+def per_call(fn, min_time):
+    """Seconds per call of ``fn`` (called once first, to warm up): loop twice as many calls each
+    time until a loop lasts at least ``min_time`` seconds."""
+    fn()
+    n = 1
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        elapsed = time.perf_counter() - t0
+        if elapsed >= min_time:
+            return elapsed / n
+        n *= 2
+
+
 def serve_worker(args, worker, threads=None):
     """In a worker process (``--worker JSON``): run the job and print its result as JSON.
 

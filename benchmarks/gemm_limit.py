@@ -22,17 +22,7 @@ import _common as c
 
 
 def _per_call(fn, min_time=0.02):
-    """Seconds per call of ``fn``: loop enough calls to last about ``min_time``."""
-    fn()
-    n, elapsed = 1, 0.0
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        elapsed = time.perf_counter() - t0
-        if elapsed >= min_time:
-            return elapsed / n
-        n *= 2
+    return c.per_call(fn, min_time)
 
 
 def step_products(spec, np, dtype, batch):

@@ -16,7 +16,6 @@ Before timing, the PyTorch worker checks that both give the same outputs.
 
 import os
 import sys
-import time
 
 import _common as c
 
@@ -24,16 +23,7 @@ IMPLS = ("tinymtl", "torch")
 
 
 def _per_call(fn, min_time=0.05):
-    fn()
-    n = 1
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        elapsed = time.perf_counter() - t0
-        if elapsed >= min_time:
-            return elapsed / n
-        n *= 2
+    return c.per_call(fn, min_time)
 
 
 def worker(job):

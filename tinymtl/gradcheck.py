@@ -52,16 +52,6 @@ def check_network(net, X, targets, h=1e-6):
     return results
 
 
-def _parse_hidden(text):
-    try:
-        sizes = tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 8,8, got {text!r}")
-    if any(s < 1 for s in sizes):
-        raise argparse.ArgumentTypeError(f"hidden sizes must be >= 1, got {text!r}")
-    return sizes
-
-
 def _parse_head(text):
     from .heads import Classify, Regress
 
@@ -82,13 +72,13 @@ def main(argv=None):
     from .heads import Classify, Regress
     from .network import MultiTaskNet
 
-    from .cli import Parser  # argparse with one-line usage errors, as every command has
+    from .cli import Parser, hidden_sizes  # one-line usage errors, as every command has
 
     parser = Parser(
         prog="python -m tinymtl.gradcheck",
         description="Check backprop against central differences on a small random float64 network.")
-    parser.add_argument("--hidden", type=_parse_hidden, default=(5, 4),
-                        help="trunk hidden sizes, comma-separated; empty for none")
+    parser.add_argument("--hidden", type=hidden_sizes, default=(5, 4),
+                        help="trunk hidden sizes, comma-separated; empty or none for no hidden layer")
     parser.add_argument("--head", type=_parse_head, action="append", dest="heads",
                         help="a task head NAME=classify:K or NAME=regress:K (repeatable; "
                              "default: species=classify:3 and petal_width=regress:1)")
