@@ -326,18 +326,30 @@ def test_inputs_too_large_for_float32_are_a_data_error():
         net.predict(np.array([[0.0, 1.0], [1e300, 2.0]]))
 
 
-def test_a_warm_training_step_allocates_no_batch_sized_array():
+@pytest.mark.parametrize("weighted", [False, True])
+def test_a_warm_training_step_allocates_no_array(weighted):
+    """After a batch size's first step, a step allocates only Python objects (about 1.5 KB).
+
+    Also with unlabelled rows, missing regression targets (NaN), class weights, a 2-output
+    regression head, momentum and weight decay. A (batch,) float32 vector at batch 1024 would
+    add 3 KB between the two batch sizes; NumPy's ufunc buffers are 8 KB or more.
+    """
     import tracemalloc
 
     from tinymtl.optim import SGD
 
     rng = np.random.default_rng(0)
-    net = MultiTaskNet(64, (128, 128), {"y": Classify(10), "t": Regress(1)}, seed=0)
-    optimizer = SGD(net.param_groups(0.001))
+    heads = {"y": Classify(10, (1.0, 2.0) * 5 if weighted else None), "t": Regress(2)}
+    net = MultiTaskNet(64, (128, 128), heads, seed=0)
+    optimizer = SGD(net.param_groups(0.001), momentum=0.9, weight_decay=0.01)
     peaks = {}
     for batch in (256, 1024):
         x = rng.standard_normal((batch, 64), dtype=np.float32)
-        targets = {"y": rng.integers(0, 10, batch), "t": rng.standard_normal((batch, 1), dtype=np.float32)}
+        targets = {"y": rng.integers(-1 if weighted else 0, 10, batch),
+                   "t": rng.standard_normal((batch, 2), dtype=np.float32)}
+        if weighted:
+            targets["t"][::7, 1] = np.nan
+        targets = net._check_targets(targets, batch)
         for _ in range(2):  # warm-up: the workspace for this batch size is made here
             net.train_step(x, targets, optimizer)
         tracemalloc.start()
@@ -349,9 +361,8 @@ def test_a_warm_training_step_allocates_no_batch_sized_array():
             tracemalloc.stop()
         peaks[batch] = peak - start
         assert now - start < 1024  # nothing kept
-    activation = 256 * 128 * 4  # one hidden layer's output at the smaller batch
-    assert max(peaks.values()) < activation / 2, peaks  # NumPy's fixed scratch buffers, a few vectors
-    assert peaks[1024] - peaks[256] < 32 * 1024, peaks  # and it does not grow with the batch
+    assert max(peaks.values()) < 4096, peaks
+    assert abs(peaks[1024] - peaks[256]) < 512, peaks  # nothing grows with the batch
 
 
 @pytest.mark.parametrize("patience", [None, 1])

@@ -48,9 +48,10 @@ class Classify:
     def n_outputs(self):
         return self.n_classes
 
-    def loss(self, logits, target, out=None):
+    def loss(self, logits, target, out=None, scratch=None):
         """logits (batch, n_classes), target (batch,) -> (mean cross-entropy, dL/dlogits)."""
-        return softmax_cross_entropy(logits, target, class_weights=self.class_weights, out=out)
+        return softmax_cross_entropy(logits, target, class_weights=self.class_weights, out=out,
+                                     scratch=scratch)
 
     def output(self, logits):
         """logits (n, n_classes) -> class probabilities (n, n_classes), exp(log_softmax)."""
@@ -92,9 +93,9 @@ class Regress:
     def __post_init__(self):
         object.__setattr__(self, "n_outputs", _positive_int(self.n_outputs, "Regress(n_outputs)"))
 
-    def loss(self, pred, target, out=None):
+    def loss(self, pred, target, out=None, scratch=None):
         """pred (batch, k), target (batch, k) -> (mean squared error, dL/dpred)."""
-        return mse(pred, target, out=out)
+        return mse(pred, target, out=out, scratch=scratch)
 
     def output(self, pred):
         """The prediction is the head's output itself, shape (n, k)."""

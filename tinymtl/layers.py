@@ -19,19 +19,35 @@ class Dense:
 
     ``params`` and ``grads`` are dicts with the same keys ("W", "b"); an optimizer needs nothing
     else. ``backward`` overwrites ``grads``, so there is no gradient to zero between steps.
+
+    The bias trick: W and b are stored as one matrix ``Wb`` = [W; b] of shape (n_in + 1, n_out)
+    (``params["W"]`` and ``params["b"]`` are views of its rows). An input with one more column,
+    of ones, x1 = [x, 1], then gives x1 @ Wb = x @ W + 1 * b: one matrix product computes the
+    whole layer, and in backward one product x1.T @ grad_out gives dL/dW and dL/db at once. The
+    training loop keeps that column of ones in its activation buffers; prediction passes plain x.
     """
 
     def __init__(self, n_in, n_out, *, rng, dtype=np.float32):
         std = math.sqrt(2.0 / n_in)  # He initialisation for ReLU; a Python float keeps float32
-        self.params = {"W": rng.standard_normal((n_in, n_out), dtype=dtype) * std,
-                       "b": np.zeros(n_out, dtype=dtype)}
-        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+        self.n_in, self.n_out = n_in, n_out
+        self.Wb = np.zeros((n_in + 1, n_out), dtype=dtype)  # rows 0..n_in-1: W; last row: b = 0
+        self.Wb[:n_in] = rng.standard_normal((n_in, n_out), dtype=dtype) * std
+        self.grad_Wb = np.zeros_like(self.Wb)
         self.x = None  # cache: the input, needed for dL/dW
-        self.ones = np.ones(0, dtype=dtype)  # (batch,) of 1.0, grown on demand: see backward
+        self.bind(self.Wb, self.grad_Wb)
+
+    def bind(self, Wb, grad_Wb):
+        """Use ``Wb`` and ``grad_Wb`` (n_in + 1, n_out), such as views into the network's flat
+        parameter vector, as this layer's storage."""
+        self.Wb, self.grad_Wb = Wb, grad_Wb
+        self.params = {"W": Wb[:-1], "b": Wb[-1]}
+        self.grads = {"W": grad_Wb[:-1], "b": grad_Wb[-1]}
 
     def forward(self, x, out=None):
-        """x (batch, n_in) -> out (batch, n_out)."""
+        """x (batch, n_in), or x1 (batch, n_in + 1) whose last column is ones -> out (batch, n_out)."""
         self.x = x
+        if x.shape[1] == self.n_in + 1:  # the bias trick: x1 @ [W; b]
+            return np.matmul(x, self.Wb, out=out)
         out = np.matmul(x, self.params["W"], out=out)
         out += self.params["b"]  # broadcast over the batch
         return out
@@ -42,16 +58,16 @@ class Dense:
         dL/dW = x.T @ grad_out       (n_in, n_out): each weight sums its effect over the batch
         dL/db = ones @ grad_out      (n_out,): b is a weight on a constant input of 1, so its
                                      gradient is the same product with x = 1 (a sum over the
-                                     batch; as a BLAS product it is twice as fast as np.sum)
+                                     batch); with the bias trick both are x1.T @ grad_out
         dL/dx = grad_out @ W.T       (batch, n_in)
 
         ``need_grad_x=False`` skips the last product (the first layer's input is the data).
         """
-        n_rows = grad_out.shape[0]
-        if self.ones.shape[0] < n_rows:
-            self.ones = np.ones(n_rows, dtype=grad_out.dtype)
-        np.matmul(self.x.T, grad_out, out=self.grads["W"])
-        np.matmul(self.ones[:n_rows], grad_out, out=self.grads["b"])
+        if self.x.shape[1] == self.n_in + 1:
+            np.matmul(self.x.T, grad_out, out=self.grad_Wb)
+        else:
+            np.matmul(self.x.T, grad_out, out=self.grads["W"])
+            np.add.reduce(grad_out, axis=0, out=self.grads["b"])
         if not need_grad_x:
             return None
         return np.matmul(grad_out, self.params["W"].T, out=out)
@@ -66,11 +82,16 @@ class ReLU:
     def __init__(self):
         self.slope = None  # cache: 1.0 where x > 0, 0.0 elsewhere
 
-    def forward(self, x, out=None, slope=None):
-        """x (batch, n) -> out (batch, n). ``slope`` is an optional buffer of x's shape and dtype."""
-        if slope is None:
-            slope = np.empty_like(x)
-        self.slope = np.greater(x, 0, out=slope, casting="unsafe")  # True -> 1.0, False -> 0.0
+    def forward(self, x, out=None, slope=None, positive=None):
+        """x (batch, n) -> out (batch, n).
+
+        ``slope`` (x's shape and dtype) and ``positive`` (x's shape, bool) are optional buffers.
+        The comparison writes booleans, which are then copied as 0.0 and 1.0 into the slope:
+        asking the comparison for floats directly would make NumPy cast through a scratch buffer.
+        """
+        positive = np.greater(x, 0, out=positive)
+        self.slope = np.empty_like(x) if slope is None else slope
+        np.copyto(self.slope, positive)  # True -> 1.0, False -> 0.0
         return np.multiply(x, self.slope, out=out)  # 3.5 us on (128, 256), np.maximum(x, 0) 13 us
 
     def backward(self, grad_out, out=None):

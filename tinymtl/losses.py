@@ -13,6 +13,29 @@ import math
 import numpy as np
 
 
+class Scratch:
+    """What a loss keeps between calls: arrays made on its first call and reused after.
+
+    The training loop gives each head one Scratch per batch size, so after its first batch a
+    loss allocates nothing. A loss called without one makes a fresh Scratch and drops it.
+    """
+
+    def __init__(self):
+        self._made = {}
+
+    def get(self, key, make):
+        """What ``make()`` returned the first time ``key`` was asked for."""
+        value = self._made.get(key)
+        if value is None:
+            value = self._made[key] = make()
+        return value
+
+
+def _order(array):
+    """"F" for an array stored column by column (such as the transpose of a C array), else "C"."""
+    return "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
+
+
 def row_max(x):
     """x (batch, k) -> (batch, 1), the largest entry of each row.
 
@@ -46,11 +69,36 @@ def log_softmax(logits, out=None):
     return out
 
 
-def softmax_cross_entropy(logits, labels, *, class_weights=None, out=None):
+class _CrossEntropyBuffers:
+    """The arrays ``softmax_cross_entropy`` needs besides its gradient, for one shape of call.
+
+    Per row (batch,): the weight r, the largest logit m, the shifted true logit z_y - m, the
+    sum s, the row's loss, the true class's gradient and its flat position in the gradient's
+    memory. Lookup tables from a label (0..k-1, or -1, which "wrap" mode sends to the extra last
+    entry) to its class weight and to its class's offset in a row: -1 gets weight 0 and offset 0
+    (class 0), so an unlabelled row counts for nothing. ``spread`` has the gradient's shape.
+    """
+
+    def __init__(self, grad, class_weights):
+        n_rows, k = grad.shape
+        dtype = grad.dtype
+        self.row_weight, self.largest, self.true_shifted, self.sums, self.row_loss, self.true_grad = (
+            np.empty(n_rows, dtype) for _ in range(6))
+        self.true_index = np.empty(n_rows, np.intp)
+        row_stride, class_stride = (stride // grad.itemsize for stride in grad.strides)
+        self.row_start = np.arange(n_rows, dtype=np.intp) * row_stride
+        self.weight_of = np.array([*(class_weights or (1.0,) * k), 0.0], dtype)
+        self.offset_of = np.append(np.arange(k, dtype=np.intp) * class_stride, 0)
+        self.spread = np.empty_like(grad)
+        self.largest_column, self.sums_column = self.largest[:, None], self.sums[:, None]
+
+
+def softmax_cross_entropy(logits, labels, *, class_weights=None, out=None, scratch=None):
     """Mean cross-entropy of softmax(logits) against integer labels, and its gradient.
 
     logits (batch, k); labels (batch,) integers in [0, k), or -1 for "no label";
-    class_weights (k,) or None; out (batch, k) or None, receives the gradient.
+    class_weights (k,) or None; out (batch, k) or None, C or Fortran contiguous, receives the
+    gradient; scratch: a ``Scratch`` for the other arrays (see below).
 
         r_i = class_weights[labels[i]] (1 without class weights; 0 for unlabelled rows)
         L   = sum_i r_i * -log softmax(logits_i)[labels_i]  /  sum_i r_i
@@ -62,59 +110,80 @@ def softmax_cross_entropy(logits, labels, *, class_weights=None, out=None):
 
     Stability (the log-sum-exp trick): with m_i = max_j z_ij and s_i = sum_j exp(z_ij - m_i),
     every exp(.) is <= 1 and s_i is in [1, k], so
-        -log softmax(z_i)[y] = m_i + log s_i - z_iy     is finite for logits of any size.
+        -log softmax(z_i)[y] = log s_i - (z_iy - m_i)     is finite for logits of any size.
+
+    Speed and memory: with ``out`` and ``scratch`` given, nothing is allocated. Every per-row
+    vector lives in ``scratch``; a per-row value is spread over its row with ``copyto`` before
+    it meets the (batch, k) array, because a ufunc that broadcasts it copies it through a scratch
+    buffer of its own; the true class's entries are read and written at their flat positions
+    in memory. The network passes logits stored class by class (Fortran order), so that every
+    reduction over a row runs along contiguous memory.
     """
-    n_rows = logits.shape[0]
-    rows = np.arange(n_rows)
-    # A training batch has few rows: here plain reductions beat row_max and row_sum.
-    largest = np.maximum.reduce(logits, axis=1, keepdims=True)       # m (batch, 1)
-    grad_logits = np.subtract(logits, largest, out=out)              # z - m, each <= 0
-    plain = class_weights is None and n_rows > 0 and np.minimum.reduce(labels) >= 0  # r_i = 1
-    labelled = None if plain else labels >= 0
-    safe_labels = labels if plain else np.where(labelled, labels, 0)
-    true_shifted = grad_logits[rows, safe_labels]                    # z_iy - m_i (batch,)
-    np.exp(grad_logits, out=grad_logits)                             # exp(z - m), each <= 1
-    sums = np.add.reduce(grad_logits, axis=1, keepdims=True)         # s (batch, 1), in [1, k]
-    row_loss = np.log(sums[:, 0]) - true_shifted                     # m + log s - z_y
+    n_rows, k = logits.shape
+    grad = np.empty(logits.shape, logits.dtype, order=_order(logits)) if out is None else out
+    if not (grad.flags.c_contiguous or grad.flags.f_contiguous):
+        raise ValueError("softmax_cross_entropy needs a contiguous out array")
+    weights = None if class_weights is None else tuple(class_weights)
+    b = (Scratch() if scratch is None else scratch).get(
+        ("cross-entropy", grad.shape, grad.strides, grad.dtype, weights),
+        lambda: _CrossEntropyBuffers(grad, weights))
 
-    if plain:
-        sums *= n_rows
-        grad_logits /= sums                                          # softmax / batch
-        grad_logits[rows, labels] -= 1.0 / n_rows                    # (softmax - onehot) / batch
-        return float(np.add.reduce(row_loss)) / n_rows, grad_logits
+    r = b.weight_of.take(labels, out=b.row_weight, mode="wrap")          # r (batch,)
+    total_weight = float(np.add.reduce(r))
+    if total_weight == 0:  # no labelled row: no loss and no gradient
+        grad[...] = 0
+        return 0.0, grad
+    flat = grad.ravel(order="K")  # its elements in memory order: a view, as grad is contiguous
+    true_index = b.offset_of.take(labels, out=b.true_index, mode="wrap")
+    true_index += b.row_start                                            # where grad[i, y_i] is
 
-    row_weights = labelled.astype(logits.dtype)                      # r (batch,)
-    if class_weights is not None:
-        row_weights *= np.asarray(class_weights, dtype=logits.dtype)[safe_labels]
-    total_weight = float(np.add.reduce(row_weights))
-    if total_weight == 0:
-        grad_logits[...] = 0
-        return 0.0, grad_logits
-    grad_logits /= sums                                              # softmax
-    grad_logits[rows, safe_labels] -= 1.0                            # softmax - onehot
-    grad_logits *= (row_weights / total_weight)[:, None]
-    return float(row_loss @ row_weights) / total_weight, grad_logits
+    np.maximum.reduce(logits, axis=1, out=b.largest)                     # m (batch,)
+    np.copyto(grad, b.largest_column)                                    # m in every column
+    np.subtract(logits, grad, out=grad)                                  # z - m, each <= 0
+    flat.take(true_index, out=b.true_shifted, mode="wrap")               # z_y - m
+    np.exp(grad, out=grad)                                               # exp(z - m), each <= 1
+    np.add.reduce(grad, axis=1, out=b.sums)                              # s, in [1, k]
+    row_loss = np.log(b.sums, out=b.row_loss)
+    row_loss -= b.true_shifted                                           # log s - (z_y - m)
+    loss = float(np.vdot(row_loss, r)) / total_weight
+
+    r /= total_weight                                                    # r / sum r
+    np.divide(r, b.sums, out=b.sums)                                     # r / (s sum r)
+    np.copyto(b.spread, b.sums_column)
+    grad *= b.spread                                                     # r softmax / sum r
+    true_grad = flat.take(true_index, out=b.true_grad, mode="wrap")
+    true_grad -= r
+    flat.put(true_index, true_grad, mode="wrap")                         # r (softmax - onehot) / sum r
+    return loss, grad
 
 
-def mse(pred, target, *, out=None):
+def mse(pred, target, *, out=None, scratch=None):
     """Mean squared error over every labelled element, and its gradient.
 
     pred (batch, k); target (batch, k) of pred's dtype, NaN where there is no label;
-    out (batch, k) or None, receives the gradient.
+    out (batch, k) or None, receives the gradient; scratch: a ``Scratch`` (see
+    ``softmax_cross_entropy``).
 
         L        = sum_labelled (pred - target)^2 / n_labelled
         dL/dpred = 2 (pred - target) / n_labelled, and 0 where the target is missing
 
     With every element labelled this is ``torch.nn.MSELoss()`` (the mean over all elements).
     """
-    diff = np.subtract(pred, target, out=out)  # (batch, k); becomes the gradient below
+    diff = np.empty(pred.shape, pred.dtype, order=_order(pred)) if out is None else out
+    np.copyto(diff, target)  # the targets in pred's memory order: the subtraction needs no buffer
+    np.subtract(pred, diff, out=diff)  # (batch, k); becomes the gradient below
     n_labelled = diff.size
-    squared_error = float(np.vdot(diff, diff))  # sum of squares; NaN if a target is missing
+    flat = diff.ravel(order="K")  # a view (vdot would copy a Fortran-order array to flatten it)
+    squared_error = float(np.vdot(flat, flat))  # sum of squares; NaN if a target is missing
     if math.isnan(squared_error):  # leave the missing targets (NaN) out
-        missing = np.isnan(target)
-        diff[missing] = 0
-        n_labelled -= int(np.add.reduce(missing, axis=None))
-        squared_error = float(np.vdot(diff, diff))
+        missing = (Scratch() if scratch is None else scratch).get(
+            ("missing", diff.shape, diff.strides), lambda: np.empty_like(diff, dtype=np.bool_))
+        np.copyto(diff, target)
+        np.isnan(diff, out=missing)
+        np.subtract(pred, diff, out=diff)
+        np.copyto(diff, 0, where=missing)
+        n_labelled -= int(np.count_nonzero(missing))
+        squared_error = float(np.vdot(flat, flat))
     if n_labelled == 0:
         return 0.0, diff
     diff *= 2.0 / n_labelled  # a Python float keeps the dtype

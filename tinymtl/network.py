@@ -23,6 +23,7 @@ from . import checkpoint, parallel
 from .errors import DataError, TrainingDiverged
 from .heads import Classify, Regress
 from .layers import Dense, ReLU
+from .losses import Scratch
 from .optim import SGD, ParamGroup
 from .weighting import make_weighting, project_conflicts
 
@@ -31,26 +32,35 @@ class _Workspace:
     """The arrays of one batch size's forward and backward pass, made once and reused.
 
     A training step writes every activation and activation gradient into these, so after the
-    first batch of each size it allocates no array of batch size. ``inputs`` holds the batch's
-    rows; for hidden layer i, ``hidden[i]`` its output h_i (ReLU applied in place), ``slope[i]``
-    the ReLU's slope (1 where the pre-activation was > 0, else 0), ``grad_hidden[i]`` dL/dh_i;
-    then the logits of every head side by side and dL/dlogits; and per head, a contiguous copy
-    of its logits and its gradient: on a head's strided columns of the shared arrays, NumPy
-    copies every operand of every element-wise operation through scratch buffers.
+    first batch of each size it allocates nothing. ``rows`` receives the batch's rows of the data;
+    ``inputs`` holds them followed by a column of ones (the bias trick: see ``Dense``). For hidden
+    layer i, ``hidden[i]`` holds h_i, again followed by a column of ones (the ReLU runs over the
+    whole array in place, and keeps a 1 as 1); ``slope[i]`` the ReLU's slope and ``positive[i]``
+    its comparison; ``grad_hidden[i]`` dL/dh_i, whose last column (the gradient for the constant
+    1, never used) stays 0.
+
+    ``logits`` and ``grad_logits`` hold every head's columns side by side, stored class by class:
+    they are (n_logits, batch) arrays seen through their transpose (batch, n_logits), so each
+    head's columns are one contiguous block and its loss runs on contiguous memory without a
+    copy. ``scratch`` holds each head's loss temporaries.
     """
 
     def __init__(self, n_rows, n_inputs, hidden, heads, dtype):
+        def with_ones(width):
+            array = np.empty((n_rows, width + 1), dtype)
+            array[:, -1] = 1
+            return array
+
         n_logits = sum(head.n_outputs for head in heads.values())
-        self.inputs = np.empty((n_rows, n_inputs), dtype)
-        self.hidden = [np.empty((n_rows, width), dtype) for width in hidden]
-        self.slope = [np.empty((n_rows, width), dtype) for width in hidden]
-        self.grad_hidden = [np.empty((n_rows, width), dtype) for width in hidden]
-        self.logits = np.empty((n_rows, n_logits), dtype)
-        self.grad_logits = np.empty((n_rows, n_logits), dtype)
-        self.head_logits = {name: np.empty((n_rows, head.n_outputs), dtype)
-                            for name, head in heads.items()}
-        self.head_grads = {name: np.empty((n_rows, head.n_outputs), dtype)
-                           for name, head in heads.items()}
+        self.rows = np.empty((n_rows, n_inputs), dtype)
+        self.inputs = with_ones(n_inputs)
+        self.hidden = [with_ones(width) for width in hidden]
+        self.slope = [np.empty((n_rows, width + 1), dtype) for width in hidden]
+        self.positive = [np.empty((n_rows, width + 1), np.bool_) for width in hidden]
+        self.grad_hidden = [np.zeros((n_rows, width + 1), dtype) for width in hidden]
+        self.logits = np.empty((n_logits, n_rows), dtype).T
+        self.grad_logits = np.empty((n_logits, n_rows), dtype).T
+        self.scratch = {name: Scratch() for name in heads}
 
 
 def _check_dtype(dtype):
@@ -143,20 +153,17 @@ class MultiTaskNet:
         each group is one contiguous slice: ``self.groups[name]`` is that slice.
         """
         layers = [*self.trunk, self.head_layer]
-        sizes = [sum(p.size for layer in self.trunk for p in layer.params.values()),
-                 sum(p.size for p in self.head_layer.params.values()),
+        sizes = [sum(layer.Wb.size for layer in self.trunk), self.head_layer.Wb.size,
                  len(self.weighting.parameter_names)]
         self.flat_params = np.empty(sum(sizes), dtype=self.dtype)
         self.flat_grads = np.zeros(sum(sizes), dtype=self.dtype)
         offset = 0
-        for layer in layers:
-            for key, value in layer.params.items():
-                size = value.size
-                view = self.flat_params[offset:offset + size].reshape(value.shape)
-                view[...] = value
-                layer.params[key] = view
-                layer.grads[key] = self.flat_grads[offset:offset + size].reshape(value.shape)
-                offset += size
+        for layer in layers:  # each layer's [W; b] (see Dense): W's rows, then b
+            shape, size = layer.Wb.shape, layer.Wb.size
+            view = self.flat_params[offset:offset + size].reshape(shape)
+            view[...] = layer.Wb
+            layer.bind(view, self.flat_grads[offset:offset + size].reshape(shape))
+            offset += size
         self.weighting_params, self.weighting_grads = {}, {}
         for name in self.weighting.parameter_names:  # one (1,) array each, starting at 0
             self.flat_params[offset] = 0
@@ -242,55 +249,59 @@ class MultiTaskNet:
                                                               self.heads, self.dtype)
         return workspace
 
-    def _forward(self, x, ws=None):
-        """x (batch, n_inputs) -> logits of every head side by side (batch, n_logits).
-
-        With a workspace ``ws`` every array is written into it; without, arrays are allocated.
-        """
+    def _features(self, x):
+        """x (n, n_inputs) -> the trunk's output (n, n_features), in new arrays (for prediction)."""
         h = x
-        for i, (dense, relu) in enumerate(zip(self.trunk, self.relus)):
-            z = dense.forward(h, out=ws and ws.hidden[i])
-            h = relu.forward(z, out=z, slope=ws and ws.slope[i])  # in place: backward needs only the slope
-        return self.head_layer.forward(h, out=ws and ws.logits)
+        for dense, relu in zip(self.trunk, self.relus):
+            h = relu.forward(dense.forward(h))
+        return h
 
-    def _losses(self, logits, targets, ws=None, training=False):
+    def _forward(self, ws):
+        """The batch in ``ws.inputs`` -> logits of every head side by side (batch, n_logits).
+
+        Every array is written into the workspace ``ws``. Each Dense layer writes z into all but
+        the last column of the next buffer, whose ones make the next layer's bias trick.
+        """
+        h = ws.inputs
+        for dense, relu, hidden, slope, positive in zip(self.trunk, self.relus, ws.hidden,
+                                                        ws.slope, ws.positive):
+            dense.forward(h, out=hidden[:, :-1])
+            # in place: backward needs only the slope
+            h = relu.forward(hidden, out=hidden, slope=slope, positive=positive)
+        return self.head_layer.forward(h, out=ws.logits)
+
+    def _losses(self, logits, targets, ws, training=False):
         """Each head's mean loss on its own columns, their weighted total L, and dL/dlogits.
 
-        logits (batch, n_logits) -> (L, {task: loss}, grad_logits (batch, n_logits)).
-        The weighting turns the task losses into L and tells how much each one counts:
-        dL/dlogits of a head = dL/dloss[task] * dloss[task]/dlogits.
+        logits (batch, n_logits) -> (L, {task: loss}, grad_logits (batch, n_logits)), the
+        gradient written into ``ws.grad_logits``. The weighting turns the task losses into L and
+        tells how much each one counts: dL/dlogits of a head = dL/dloss[task] * dloss[task]/dlogits.
         """
-        grad_logits = np.empty_like(logits) if ws is None else ws.grad_logits
         losses, head_grads = {}, {}
         for name, head in self.heads.items():
             cols = self.columns[name]
-            if ws is None:  # straight on the head's columns
-                head_logits, head_grads[name] = logits[:, cols], grad_logits[:, cols]
-            else:           # on contiguous copies (see _Workspace)
-                head_logits, head_grads[name] = ws.head_logits[name], ws.head_grads[name]
-                np.copyto(head_logits, logits[:, cols])
-            losses[name], _ = head.loss(head_logits, targets[name], out=head_grads[name])
+            losses[name], head_grads[name] = head.loss(logits[:, cols], targets[name],
+                                                       out=ws.grad_logits[:, cols],
+                                                       scratch=ws.scratch[name])
         if training:
             self.weighting.before_step(losses)
         total, scales = self.weighting.combine(losses)
         for name, scale in scales.items():  # dL/dlogits of a head = scale * d(loss)/dlogits
-            if ws is not None or scale != 1.0:
-                np.multiply(head_grads[name], scale, out=grad_logits[:, self.columns[name]])
-        return total, losses, grad_logits
+            if scale != 1.0:
+                head_grads[name] *= scale
+        return total, losses, ws.grad_logits
 
-    def _backward(self, grad_logits, ws=None):
+    def _backward(self, grad_logits, ws):
         """Backpropagate dL/dlogits through the heads and the trunk, writing every gradient."""
         depth = len(self.trunk)
-
-        def grad_input_buffer(i):  # where dL/d(input of trunk layer i) goes: dL/dh_(i-1)
-            return ws.grad_hidden[i - 1] if ws is not None and i > 0 else None
-
         # dL/d(features) sums every task's contribution: the multi-task step.
-        grad_h = self.head_layer.backward(grad_logits, out=grad_input_buffer(depth),
-                                          need_grad_x=depth > 0)
+        self.head_layer.backward(grad_logits, out=ws.grad_hidden[-1][:, :-1] if depth else None,
+                                 need_grad_x=depth > 0)
         for i in reversed(range(depth)):
-            grad_z = self.relus[i].backward(grad_h, out=grad_h)  # we own grad_h: reuse it
-            grad_h = self.trunk[i].backward(grad_z, out=grad_input_buffer(i), need_grad_x=i > 0)
+            grad_h = ws.grad_hidden[i]
+            grad_z = self.relus[i].backward(grad_h, out=grad_h)[:, :-1]  # we own grad_h: reuse it
+            self.trunk[i].backward(grad_z, out=ws.grad_hidden[i - 1][:, :-1] if i else None,
+                                   need_grad_x=i > 0)
 
     def _backward_with_surgery(self, grad_logits, ws):
         """PCGrad: backpropagate each task alone, project conflicting trunk gradients, sum."""
@@ -318,8 +329,9 @@ class MultiTaskNet:
         for name, cols in self.columns.items():
             grad_features = grad_logits[:, cols] @ W_heads[:, cols].T  # (batch, n_features)
             if self.trunk:
-                grad_z = grad_features * self.relus[-1].slope
-                norms[name] = float(np.linalg.norm(self.trunk[-1].x.T @ grad_z))
+                last = self.trunk[-1]
+                grad_z = grad_features * self.relus[-1].slope[:, :last.n_out]  # not the ones column
+                norms[name] = float(np.linalg.norm(last.x[:, :last.n_in].T @ grad_z))
             else:
                 norms[name] = float(np.linalg.norm(grad_features))
         return norms
@@ -328,10 +340,12 @@ class MultiTaskNet:
         """One SGD step on a batch of checked arrays; returns {task: mean loss} before the step.
 
         Forward, the losses and their weighted total L, backward, then the optimizer's update.
-        Raises TrainingDiverged, before touching the parameters, if L is not finite.
+        x (batch, n_inputs). Raises TrainingDiverged, before touching the parameters, if L is not
+        finite.
         """
         ws = self._workspace(x.shape[0])
-        total, losses, grad_logits = self._losses(self._forward(x, ws), targets, ws, training=True)
+        np.copyto(ws.inputs[:, :-1], x)  # the last column holds the ones
+        total, losses, grad_logits = self._losses(self._forward(ws), targets, ws, training=True)
         if not math.isfinite(total):
             raise TrainingDiverged(f"the loss became {total}")
         if getattr(self.weighting, "surgery", False):
@@ -348,15 +362,13 @@ class MultiTaskNet:
     def predict(self, X):
         """X (n, n_inputs) -> {task: output}: class probabilities (n, k) or values (n, k)."""
         x = self._check_inputs(X)
-        logits = self._forward(x)
+        logits = self.head_layer.forward(self._features(x))
         return {name: head.output(logits[:, self.columns[name]]).copy()
                 for name, head in self.heads.items()}
 
     def trunk_features(self, X):
         """X (n, n_inputs) -> the shared features the heads read (n, n_features): the trunk's output."""
-        h = self._check_inputs(X)
-        for dense, relu in zip(self.trunk, self.relus):
-            h = relu.forward(dense.forward(h))
+        h = self._features(self._check_inputs(X))
         return h.copy() if h is X else h
 
     def loss_and_gradients(self, X, targets):
@@ -367,15 +379,19 @@ class MultiTaskNet:
         """
         x = self._check_inputs(X)
         targets = self._check_targets(targets, x.shape[0])
-        total, _, grad_logits = self._losses(self._forward(x), targets)
-        self._backward(grad_logits)
+        ws = _Workspace(x.shape[0], self.n_inputs, self.hidden, self.heads, self.dtype)  # the
+        np.copyto(ws.inputs[:, :-1], x)                        # training step's own arithmetic
+        total, _, grad_logits = self._losses(self._forward(ws), targets, ws)
+        self._backward(grad_logits, ws)
         return total, {k: g.copy() for k, g in self.gradients().items()}
 
     def task_losses(self, X, targets):
         """{task: mean loss} on (X, targets), unweighted; labelled entries only."""
         x = self._check_inputs(X)
         targets = self._check_targets(targets, x.shape[0])
-        return self._losses(self._forward(x), targets)[1]
+        logits = self.head_layer.forward(self._features(x))
+        return {name: head.loss(logits[:, self.columns[name]], targets[name])[0]
+                for name, head in self.heads.items()}
 
     def fit(self, X, targets, *, epochs=200, batch_size=16, lr=0.05, momentum=0.0,
             nesterov=False, weight_decay=0.0, rng=None, freeze=(), trunk_lr=None,
@@ -470,7 +486,7 @@ class MultiTaskNet:
         for start in range(0, x.shape[0], batch_size):
             rows = order[start:start + batch_size]
             ws = self._workspace(rows.shape[0])
-            x_batch = x.take(rows, axis=0, out=ws.inputs, mode="wrap")  # rows are valid: "wrap"
+            x_batch = x.take(rows, axis=0, out=ws.rows, mode="wrap")  # rows are valid: "wrap"
             # skips the bounds check, which makes "raise" mode gather through a scratch buffer
             batch_targets = {name: t[start:start + batch_size] for name, t in targets.items()}
             losses = self.train_step(x_batch, batch_targets, optimizer)
