@@ -1,7 +1,9 @@
 """CSV reading speed: tinymtl's reader against numpy.loadtxt and pandas.read_csv.
 
 A 60,000 x 65 numeric file (64 float features and an integer class column, with a header row)
-is written into a temporary directory; each reader loads it in its own subprocess (1 thread),
+is written into a temporary directory, the features in the format ``--format`` names: "%.6g" by
+default, "%.18e" (numpy.savetxt's default), "repr" (Python's shortest round-trip text, 17
+digits), or any printf float format. Each reader loads it in its own subprocess (1 thread),
 rounds interleaved, and the result is rows per second (median, min, max).
 
 tinymtl's reader, ``tinymtl.data.read_csv(path)``, returns a ``Table`` of text cells; the training
@@ -11,8 +13,10 @@ command turns columns into numbers later. Both are timed: "read_csv (text)" alon
 which return numbers. The numbers are checked against numpy.loadtxt's.
 
     python benchmarks/csv_speed.py --rounds 5
+    python benchmarks/csv_speed.py --rounds 3 --format %.18e
 """
 
+import argparse
 import os
 import sys
 import tempfile
@@ -23,7 +27,19 @@ import _common as c
 N_ROWS, N_FEATURES = 60_000, 64
 
 
-def write_csv(path, n_rows, seed=7):
+def number_format(text):
+    """--format: "repr", or a printf format of one float such as "%.6g" or "%.18e"."""
+    if text == "repr":
+        return text
+    try:
+        text % 1.5
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f'expected "repr" or a float format such as %.6g, got {text!r}') from None
+    return text
+
+
+def write_csv(path, n_rows, number_format="%.6g", seed=7):
     import numpy as np
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n_rows, N_FEATURES))
@@ -31,9 +47,13 @@ def write_csv(path, n_rows, seed=7):
     header = ",".join([f"x{i}" for i in range(N_FEATURES)] + ["y"])
     with open(path, "w", newline="") as f:
         f.write(header + "\n")
-        fmt = ",".join(["%.6g"] * N_FEATURES) + ",%d"
-        for row, label in zip(X, y):
-            f.write(fmt % (*row, label) + "\n")
+        if number_format == "repr":
+            for row, label in zip(X.tolist(), y.tolist()):
+                f.write(",".join(map(repr, row)) + f",{label}\n")
+        else:
+            fmt = ",".join([number_format] * N_FEATURES) + ",%d"
+            for row, label in zip(X, y):
+                f.write(fmt % (*row, label) + "\n")
 
 
 def tinymtl_reader():
@@ -84,6 +104,9 @@ def main(argv=None):
     parser = c.base_parser("python benchmarks/csv_speed.py",
                            "Rows/s reading a 60,000 x 65 numeric CSV: tinymtl vs numpy.loadtxt vs pandas.")
     parser.add_argument("--rows", type=c.positive_int, default=N_ROWS, help="data rows in the file")
+    parser.add_argument("--format", type=number_format, default="%.6g",
+                        help='how the features are written: "repr", or a printf float format '
+                             '("%%.18e" is numpy.savetxt\'s default)')
     args = parser.parse_args(argv)
     if c.serve_worker(args, worker, threads=1):
         return 0
@@ -106,8 +129,8 @@ def main(argv=None):
     script = os.path.abspath(__file__)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "data.csv")
-        c.log(f"writing {n_rows} x {N_FEATURES + 1} CSV to {path}")
-        write_csv(path, n_rows)
+        c.log(f"writing {n_rows} x {N_FEATURES + 1} CSV ({args.format}) to {path}")
+        write_csv(path, n_rows, args.format)
         size = os.path.getsize(path)
         secs = {i: [] for i in impls}
         checks, all_runs = {}, []
@@ -134,14 +157,15 @@ def main(argv=None):
         ratio = numbers["rows_per_sec"] / ref
         target = {"value": ratio, "goal": 1.0, "met": ratio >= 1.0}
     report = {"tinymtl": c.tinymtl_origin(), "contention": c.contention(all_runs), "rows": n_rows,
-              "columns": N_FEATURES + 1, "file_bytes": size, "rounds": rounds,
+              "columns": N_FEATURES + 1, "format": args.format, "file_bytes": size, "rounds": rounds,
               "skipped": skipped, "results": results, "target_vs_loadtxt": target}
     if args.json:
         import json
         print(json.dumps(report, indent=2))
         return 0 if reader is not None else 0
 
-    print(f"# csv_speed: {n_rows:,} x {N_FEATURES + 1} numeric CSV ({size / 1e6:.1f} MB), 1 thread, "
+    print(f"# csv_speed: {n_rows:,} x {N_FEATURES + 1} numeric CSV ({size / 1e6:.1f} MB, "
+          f"features as {args.format}), 1 thread, "
           f"median [min, max] of {rounds} round(s)")
     print(f"tinymtl: {c.tinymtl_origin()}")
     print(report["contention"])
