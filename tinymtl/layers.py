@@ -94,6 +94,13 @@ class ReLU:
         np.copyto(self.slope, positive)  # True -> 1.0, False -> 0.0
         return np.multiply(x, self.slope, out=out)  # 3.5 us on (128, 256), np.maximum(x, 0) 13 us
 
+    @staticmethod
+    def apply(x, out=None):
+        """x (batch, n) -> max(x, 0), keeping no slope: for prediction, where no backward follows.
+
+        One pass, where forward makes three: on large arrays memory bandwidth decides."""
+        return np.maximum(x, 0, out=out)
+
     def backward(self, grad_out, out=None):
         """grad_out (batch, n) -> grad_x (batch, n): grad_out where x > 0, else 0.
 

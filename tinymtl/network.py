@@ -253,7 +253,8 @@ class MultiTaskNet:
         """x (n, n_inputs) -> the trunk's output (n, n_features), in new arrays (for prediction)."""
         h = x
         for dense, relu in zip(self.trunk, self.relus):
-            h = relu.forward(dense.forward(h))
+            z = dense.forward(h)
+            h = relu.apply(z, out=z)
         return h
 
     def _forward(self, ws):
