@@ -32,33 +32,48 @@ class _Workspace:
     """The arrays of one batch size's forward and backward pass, made once and reused.
 
     A training step writes every activation and activation gradient into these, so after the
-    first batch of each size it allocates nothing. ``rows`` receives the batch's rows of the data;
-    ``inputs`` holds them followed by a column of ones (the bias trick: see ``Dense``). For hidden
-    layer i, ``hidden[i]`` holds h_i, again followed by a column of ones (the ReLU runs over the
-    whole array in place, and keeps a 1 as 1); ``slope[i]`` the ReLU's slope and ``positive[i]``
-    its comparison; ``grad_hidden[i]`` dL/dh_i, whose last column (the gradient for the constant
-    1, never used) stays 0.
+    first batch of each size it allocates nothing. ``rows`` and ``targets`` receive the batch's
+    rows of the data and of each task's targets; ``inputs`` holds the rows followed by a column
+    of ones (the bias trick: see ``Dense``). For hidden layer i, ``hidden[i]`` holds h_i, again
+    followed by a column of ones (the ReLU runs over the whole array in place, and keeps a 1 as
+    1); ``slope[i]`` the ReLU's slope and ``positive[i]`` its comparison; ``grad_hidden[i]``
+    dL/dh_i, whose last column (the gradient for the constant 1, never used) stays 0.
 
     ``logits`` and ``grad_logits`` hold every head's columns side by side, stored class by class:
     they are (n_logits, batch) arrays seen through their transpose (batch, n_logits), so each
     head's columns are one contiguous block and its loss runs on contiguous memory without a
     copy. ``scratch`` holds each head's loss temporaries.
+
+    ``within``: a workspace for more rows, whose row-major arrays this one uses the first rows
+    of (an epoch's last, shorter batch then costs no memory of its own).
     """
 
-    def __init__(self, n_rows, n_inputs, hidden, heads, dtype):
-        def with_ones(width):
-            array = np.empty((n_rows, width + 1), dtype)
-            array[:, -1] = 1
-            return array
+    def __init__(self, n_rows, n_inputs, hidden, heads, dtype, within=None):
+        def array(name, width, kind=dtype, make=np.empty):  # (n_rows, width); (n_rows,) for None
+            if within is not None:
+                return within.arrays[name][:n_rows]
+            made = self.arrays[name] = make((n_rows,) if width is None else (n_rows, width), kind)
+            return made
 
+        def with_ones(name, width):
+            made = array(name, width + 1)
+            made[:, -1] = 1
+            return made
+
+        self.arrays = {}  # name -> the row-major arrays, for a workspace within this one
+        self.n_rows = n_rows
+        self.rows = array("rows", n_inputs)
+        self.targets = {name: array(f"targets.{name}", None, np.int64) if head.kind == "classify"
+                        else array(f"targets.{name}", head.n_outputs) for name, head in heads.items()}
+        self.inputs = with_ones("inputs", n_inputs)
+        self.hidden = [with_ones(f"hidden.{i}", width) for i, width in enumerate(hidden)]
+        self.slope = [array(f"slope.{i}", width + 1) for i, width in enumerate(hidden)]
+        self.positive = [array(f"positive.{i}", width + 1, np.bool_)
+                         for i, width in enumerate(hidden)]
+        self.grad_hidden = [array(f"grad_hidden.{i}", width + 1, make=np.zeros)
+                            for i, width in enumerate(hidden)]
         n_logits = sum(head.n_outputs for head in heads.values())
-        self.rows = np.empty((n_rows, n_inputs), dtype)
-        self.inputs = with_ones(n_inputs)
-        self.hidden = [with_ones(width) for width in hidden]
-        self.slope = [np.empty((n_rows, width + 1), dtype) for width in hidden]
-        self.positive = [np.empty((n_rows, width + 1), np.bool_) for width in hidden]
-        self.grad_hidden = [np.zeros((n_rows, width + 1), dtype) for width in hidden]
-        self.logits = np.empty((n_logits, n_rows), dtype).T
+        self.logits = np.empty((n_logits, n_rows), dtype).T  # class by class: not shareable
         self.grad_logits = np.empty((n_logits, n_rows), dtype).T
         self.scratch = {name: Scratch() for name in heads}
 
@@ -245,8 +260,10 @@ class MultiTaskNet:
         if workspace is None:
             if len(self._workspaces) > 4:  # a full batch and a last partial one are the usual pair
                 self._workspaces.clear()
-            workspace = self._workspaces[n_rows] = _Workspace(n_rows, self.n_inputs, self.hidden,
-                                                              self.heads, self.dtype)
+            larger = [ws for ws in self._workspaces.values() if ws.n_rows > n_rows and ws.arrays]
+            workspace = self._workspaces[n_rows] = _Workspace(
+                n_rows, self.n_inputs, self.hidden, self.heads, self.dtype,
+                within=min(larger, key=lambda ws: ws.n_rows) if larger else None)
         return workspace
 
     def _features(self, x):
@@ -478,18 +495,19 @@ class MultiTaskNet:
     def _train_epoch(self, x, targets, batch_size, optimizer, rng):
         """One pass over the rows in a fresh random order; returns {task: mean training loss}.
 
-        Each batch's input rows are gathered straight into the workspace, so the inputs are never
-        copied whole; the targets, a few bytes a row, are shuffled once per epoch.
+        Each batch's rows of the inputs and of the targets are gathered straight into the
+        workspace, so nothing of the data's size is copied.
         """
         order = rng.permutation(x.shape[0])
-        targets = {name: t[order] for name, t in targets.items()}
         sums = dict.fromkeys(self.heads, 0.0)
         for start in range(0, x.shape[0], batch_size):
             rows = order[start:start + batch_size]
             ws = self._workspace(rows.shape[0])
-            x_batch = x.take(rows, axis=0, out=ws.rows, mode="wrap")  # rows are valid: "wrap"
-            # skips the bounds check, which makes "raise" mode gather through a scratch buffer
-            batch_targets = {name: t[start:start + batch_size] for name, t in targets.items()}
+            # the rows are valid: "wrap" skips the bounds check, which in "raise" mode gathers
+            # through a scratch buffer
+            x_batch = x.take(rows, axis=0, out=ws.rows, mode="wrap")
+            batch_targets = {name: t.take(rows, axis=0, out=ws.targets[name], mode="wrap")
+                             for name, t in targets.items()}
             losses = self.train_step(x_batch, batch_targets, optimizer)
             for name, loss in losses.items():
                 sums[name] += loss * rows.shape[0]
