@@ -397,8 +397,9 @@ class MultiTaskNet:
         """
         x = self._check_inputs(X)
         targets = self._check_targets(targets, x.shape[0])
-        ws = _Workspace(x.shape[0], self.n_inputs, self.hidden, self.heads, self.dtype)  # the
-        np.copyto(ws.inputs[:, :-1], x)                        # training step's own arithmetic
+        # a workspace of its own, not kept: the training step's arithmetic on X
+        ws = _Workspace(x.shape[0], self.n_inputs, self.hidden, self.heads, self.dtype)
+        np.copyto(ws.inputs[:, :-1], x)
         total, _, grad_logits = self._losses(self._forward(ws), targets, ws)
         self._backward(grad_logits, ws)
         return total, {k: g.copy() for k, g in self.gradients().items()}
