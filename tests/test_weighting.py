@@ -6,7 +6,7 @@ from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as npst
 
 from tinymtl import Classify, MultiTaskNet, Regress
-from tinymtl.gradcheck import check_network
+from tinymtl.gradcheck import check_network, numerical_gradient
 from tinymtl.weighting import DWA, project_conflicts
 
 from helpers import random_targets
@@ -75,6 +75,31 @@ def test_gradnorm_weights_sum_to_the_number_of_tasks_and_favour_the_small_gradie
     weights = net.weighting.current_weights()
     assert sum(weights.values()) == pytest.approx(3.0)
     assert weights["big"] < weights["small"] and weights["big"] < weights["y"]
+
+
+@pytest.mark.parametrize("hidden", [(6,), (6, 5), ()])
+def test_task_gradient_norms_are_the_norms_of_each_task_alone(hidden):
+    """GradNorm's G_i: the norm of dL_i/dW at the last shared layer, as backprop of task i alone
+    gives it (the heads' input gradient without a trunk), through a training workspace."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((12, 4))
+    heads = {"y": Classify(3), "t": Regress(2)}
+    targets = random_targets(rng, heads, 12)
+    net = MultiTaskNet(4, hidden, heads, seed=1, dtype=np.float64)
+    ws = net._workspace(12)
+    np.copyto(ws.inputs[:, :-1], X)
+    _, _, grad_logits = net._losses(net._forward(ws), net._check_targets(targets, 12), ws)
+    norms = net.task_gradient_norms(grad_logits)
+    for task in heads:
+        alone = MultiTaskNet(4, hidden, heads, seed=1, dtype=np.float64,
+                             loss_weights={name: float(name == task) for name in heads})
+        if hidden:
+            _, grads = alone.loss_and_gradients(X, targets)
+            expected = np.linalg.norm(grads[f"trunk.{len(hidden) - 1}.W"])
+            assert norms[task] == pytest.approx(expected, rel=1e-12)
+        else:  # no trunk: the gradient reaching the heads' input, dL_i/dX
+            expected = np.linalg.norm(numerical_gradient(lambda: alone.loss_and_gradients(X, targets)[0], X))
+            assert norms[task] == pytest.approx(expected, rel=1e-6)
 
 
 def test_dwa_follows_its_formula():

@@ -76,6 +76,7 @@ class _Workspace:
         self.logits = np.empty((n_logits, n_rows), dtype).T  # class by class: not shareable
         self.grad_logits = np.empty((n_logits, n_rows), dtype).T
         self.scratch = {name: Scratch() for name in heads}
+        self.norm_scratch = Scratch()  # for MultiTaskNet.task_gradient_norms (GradNorm)
 
 
 def _check_dtype(dtype):
@@ -338,20 +339,29 @@ class MultiTaskNet:
 
     def task_gradient_norms(self, grad_logits):
         """{task: norm of the task's share of dL/dW} at the last shared layer W, from the caches
-        of the last forward pass (the heads' input gradient when there is no trunk).
+        of the last training forward pass (the heads' input gradient when there is no trunk).
 
         grad_logits (batch, n_logits) is dL/dlogits; each task's share is its own columns.
+        In training, the arrays come from the batch's workspace: nothing is allocated.
         """
-        W_heads = self.head_layer.params["W"]
+        n_rows, W_heads = grad_logits.shape[0], self.head_layer.params["W"]
+        ws = self._workspaces.get(n_rows)
+        scratch = Scratch() if ws is None else ws.norm_scratch
+        # dL/d(features) of one task, beside a column of 0 where the features have their ones
+        grad_features = scratch.get("grad_features",
+                                    lambda: np.zeros((n_rows, W_heads.shape[0] + 1), self.dtype))
         norms = {}
         for name, cols in self.columns.items():
-            grad_features = grad_logits[:, cols] @ W_heads[:, cols].T  # (batch, n_features)
+            np.matmul(grad_logits[:, cols], W_heads[:, cols].T, out=grad_features[:, :-1])
             if self.trunk:
                 last = self.trunk[-1]
-                grad_z = grad_features * self.relus[-1].slope[:, :last.n_out]  # not the ones column
-                norms[name] = float(np.linalg.norm(last.x[:, :last.n_in].T @ grad_z))
+                grad_features *= self.relus[-1].slope  # dL/dz of the last trunk layer
+                grad_W = np.matmul(last.x[:, :last.n_in].T, grad_features[:, :-1],
+                                   out=scratch.get("grad_W", lambda: np.empty(last.params["W"].shape,
+                                                                              self.dtype)))
+                norms[name] = math.sqrt(np.vdot(grad_W, grad_W))
             else:
-                norms[name] = float(np.linalg.norm(grad_features))
+                norms[name] = math.sqrt(np.vdot(grad_features, grad_features))
         return norms
 
     def train_step(self, x, targets, optimizer):
