@@ -76,7 +76,7 @@ class _Workspace:
         self.logits = np.empty((n_logits, n_rows), dtype).T  # class by class: not shareable
         self.grad_logits = np.empty((n_logits, n_rows), dtype).T
         self.scratch = {name: Scratch() for name in heads}
-        self.norm_scratch = Scratch()  # for MultiTaskNet.task_gradient_norms (GradNorm)
+        self.task_scratch = Scratch()  # for the per-task gradients of GradNorm and PCGrad
 
 
 def _check_dtype(dtype):
@@ -325,7 +325,7 @@ class MultiTaskNet:
     def _backward_with_surgery(self, grad_logits, ws):
         """PCGrad: backpropagate each task alone, project conflicting trunk gradients, sum."""
         trunk, heads = self.groups["trunk"], self.groups["heads"]
-        task_grad_logits = np.empty_like(grad_logits)
+        task_grad_logits = ws.task_scratch.get("task_grad_logits", lambda: np.empty_like(grad_logits))
         trunk_grads, head_grads = [], np.zeros_like(self.flat_grads[heads])
         for cols in self.columns.values():
             task_grad_logits[...] = 0
@@ -346,7 +346,7 @@ class MultiTaskNet:
         """
         n_rows, W_heads = grad_logits.shape[0], self.head_layer.params["W"]
         ws = self._workspaces.get(n_rows)
-        scratch = Scratch() if ws is None else ws.norm_scratch
+        scratch = Scratch() if ws is None else ws.task_scratch
         # dL/d(features) of one task, beside a column of 0 where the features have their ones
         grad_features = scratch.get("grad_features",
                                     lambda: np.zeros((n_rows, W_heads.shape[0] + 1), self.dtype))
