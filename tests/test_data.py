@@ -1,8 +1,9 @@
 import io
+import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from tinymtl import DataError
@@ -243,12 +244,12 @@ def test_fast_path_keeps_nan_inf_spaces_and_blank_lines_as_the_csv_path_does(row
     assert_same_meaning(*both_paths(text))
 
 
-def test_the_decimal_parser_equals_float_on_the_benchmark_format():
-    from tinymtl.data import _parse_decimal_rows
+def test_the_number_parser_equals_float_on_the_benchmark_format():
+    from tinymtl.data import _parse_number_rows
     rng = np.random.default_rng(3)
     values = rng.standard_normal((300, 5)) * 10.0 ** rng.integers(-3, 5, (300, 5))  # few exponents
     cells = [[f"{v:.6g}" for v in row] for row in values] + [["-0", "+.5", "5.", "12345678901234567", "1e-300"]]
-    parsed = _parse_decimal_rows("\n".join(",".join(row) for row in cells) + "\n", 5)
+    parsed = _parse_number_rows("\n".join(",".join(row) for row in cells) + "\n", 0, 5)
     assert parsed is not None
     assert parsed.tobytes() == np.array([[float(c) for c in row] for row in cells]).tobytes()
 
@@ -337,3 +338,181 @@ def test_signed_nan_cells_are_missing_values_with_their_line(tmp_path):
     path.write_text("x,y,t\n" + "\n".join(rows) + "\n")
     values = numeric_column(read_csv(path), "t", what="regression target")
     assert np.isnan(values[20]) and np.isfinite(np.delete(values, 20)).all()
+
+
+# ------------------------------------------------------------------------------------------------
+# The vectorised number parser (Clinger's fast path, Eisel-Lemire) against float(), bit for bit
+
+
+def parse_cells(cells):
+    """cells (list of str) -> (values (n,) float64, odd (n,) bool) from the vectorised parser, one
+    cell a row; odd cells are those it leaves to float()."""
+    from tinymtl.data import _parse_number_block
+    data = np.frombuffer(("\n".join(cells) + "\n").encode("ascii"), np.uint8)
+    values, odd_cells, _ = _parse_number_block(data, 1)
+    odd = np.zeros(len(cells), dtype=bool)
+    odd[odd_cells] = True
+    return values, odd
+
+
+def significant_digits(cell):
+    mantissa = cell.lstrip("+-").lower().split("e")[0].replace(".", "")
+    return len(mantissa.lstrip("0"))
+
+
+def assert_equals_float(cells):
+    """Every cell of at most 19 significant digits is parsed (not left to float()), to exactly the
+    bits of float(cell): signed zeros, subnormals and infinities included."""
+    values, odd = parse_cells(cells)
+    expected = np.array([float(c) for c in cells])
+    short = np.array([significant_digits(c) <= 19 for c in cells])
+    assert not (odd & short).any(), [c for c, o, s in zip(cells, odd, short) if o and s]
+    np.testing.assert_array_equal(values[~odd].view(np.uint64), expected[~odd].view(np.uint64))
+
+
+def from_bits(bits):
+    return float(np.uint64(bits).view(np.float64))
+
+
+any_double = st.one_of(st.floats(allow_nan=False, allow_infinity=False),
+                       st.integers(0, 2**64 - 1).map(from_bits).filter(math.isfinite))
+formats = st.sampled_from(["repr", "%.18e", "%.17g", "%.6g", "%.10e", "%.16e", "%.19g", "%.15g",
+                           "%.3f", "%.1e", "%E", "%.12G", "%d"])
+
+
+def spell(x, fmt):
+    if fmt == "repr":
+        return repr(x)
+    if fmt == "%d":
+        return "%d" % x if abs(x) < 1e19 else repr(x)
+    return fmt % x
+
+
+@st.composite
+def number_cells(draw):
+    """A double written in one of the usual formats, maybe with a '+' or leading zeros."""
+    text = spell(draw(any_double), draw(formats))
+    if len(text) > 40:  # %.3f of 1e300
+        text = repr(float(text))
+    if draw(st.booleans()) and not text.startswith("-"):
+        text = "+" + text
+    if draw(st.integers(0, 5)) == 0:
+        sign = text[0] if text[0] in "+-" else ""
+        text = sign + "0" * draw(st.integers(1, 4)) + text[len(sign):]
+    return text
+
+
+@st.composite
+def halfway_cells(draw):
+    """w * 10**q exactly halfway between two doubles (or one off it), w < 2**64 (only for
+    -4 <= q <= 23 can such a point have at most 19 digits): ties round to even."""
+    q = draw(st.integers(-4, 23))
+    five = 5 ** abs(q)
+    if q >= 0:  # m = 5**q * t odd, 2**53 < m < 2**54; the point m * 2**e = w * 10**q, w = t * 2**(e - q)
+        t = draw(st.integers(2**53 // five + 1, 2**54 // five)) | 1
+        assume(2**53 < five * t < 2**54)
+        w = t << draw(st.integers(0, 64 - t.bit_length()))
+    else:  # the point m * 2**e, m odd of 54 bits, = w * 10**q with w = m * 5**-q * 2**(e - q)
+        m = draw(st.integers(2**52, 2**53 - 1)) * 2 + 1
+        w = m * five << draw(st.integers(0, 64 - (m * five).bit_length()))
+    w += draw(st.sampled_from([0, 0, -1, 1]))
+    assume(w < 2**64)
+    return f"{w}e{q}" if draw(st.booleans()) else f"{w}E{q:+d}"
+
+
+def test_the_power_of_five_table_is_fast_floats():
+    from tinymtl.data import _POW5_HI, _POW5_LO, _Q_MIN
+    assert (int(_POW5_HI[0]), int(_POW5_LO[0])) == (0xeef453d6923bd65a, 0x113faa2906a13b3f)  # 5**-342
+    assert (int(_POW5_HI[-_Q_MIN]), int(_POW5_LO[-_Q_MIN])) == (1 << 63, 0)                 # 5**0
+    assert (int(_POW5_HI[-1]), int(_POW5_LO[-1])) == (0x8e679c2f5e44ff8f, 0x570f09eaa7ea7648)  # 5**308
+
+
+@given(st.lists(st.integers(1, 10**19) | st.integers(54, 63).flatmap(
+    lambda k: st.sampled_from([2**k - 1, 2**k, 2**k + 1])), min_size=1))
+def test_bit_length_of_uint64(numbers):
+    from tinymtl.data import _bit_length
+    assert _bit_length(np.array(numbers, dtype=np.uint64)).tolist() == [n.bit_length() for n in numbers]
+
+
+def test_hard_numbers_read_as_float_reads_them():
+    assert_equals_float([
+        "0", "-0", "+0", "0e0", "-0.0", "0e999", "-0e-999", "0.000", ".5", "5.", "+.5e1", "1E+05",
+        "1e22", "1e23", "8.589973e9", "9007199254740992", "9007199254740993", "9007199254740995",
+        "9007199254740993e0", "900719925474099300e-2", "7.2057594037927933e16",
+        "4.9e-324", "5e-324", "2e-324", "3e-324", "1e-323", "2.4703282292062327e-324",
+        "2.4703282292062328e-324", "2.2250738585072011e-308", "2.2250738585072012e-308",
+        "2.2250738585072014e-308", "1.7976931348623157e308", "1.7976931348623158e308",
+        "1.7976931348623159e308", "1e308", "1e309", "1e400", "-1e400", "1e-400", "1e-342",
+        "1e-343", "9999999999999999999e-343", "9999999999999999999", "9999999999999999999e289",
+        "18446744073709551615e-10", "0.1", "0.3", "123456789012345678e-5", "1e0005",
+        "1e-00000005", "0.0012345678901234567", "00000000000000000000001.5",
+        "0.000000000000000000000001", "3.141592653589793238", "-1.234567890123456789e-01",
+        *(f"{2**k - 1}e{q}" for k in range(54, 64) for q in (-300, -20, 0, 5)),  # w rounds up to
+        *(f"{2**k + 1}e{q}" for k in range(54, 64) for q in (-300, -20, 0, 5)),  # 2**k as a double
+    ])
+
+
+def test_more_than_19_digits_are_left_to_float():
+    cells = ["18446744073709551616", "12345678901234567890", "1.00000000000000011102230246251565404236316680908203125",
+             "0.1234567890123456789012", "1" + "0" * 30, "1e123456789"]
+    values, odd = parse_cells(cells)
+    assert odd.all()
+
+
+@given(st.lists(number_cells(), min_size=1, max_size=30))
+def test_numbers_in_usual_formats_read_as_float_reads_them(cells):
+    assert_equals_float(cells)
+
+
+@given(st.lists(halfway_cells(), min_size=1, max_size=30))
+def test_halfway_numbers_round_to_even_as_float_does(cells):
+    assert_equals_float(cells)
+
+
+@given(st.lists(st.text("0123456789+-.eE", min_size=1, max_size=8), min_size=1, max_size=30))
+def test_a_cell_float_cannot_read_is_never_given_a_value(cells):
+    values, odd = parse_cells(cells)
+    for cell, value, is_odd in zip(cells, values.tolist(), odd.tolist()):
+        if not is_odd:
+            assert np.float64(value).view(np.uint64) == np.float64(float(cell)).view(np.uint64), cell
+
+
+short_formats = st.sampled_from(["repr", "%.18e", "%.17g", "%.6g", "%.10g", "%.10e", "%.19g", "%E", "%.1e"])
+
+
+@given(st.lists(st.tuples(short_formats, st.booleans()), min_size=1, max_size=5),
+       st.integers(1, 40), st.integers(0, 2**32 - 1))
+def test_a_numbers_file_reads_as_loadtxt_reads_it(columns, n_rows, seed):
+    from tinymtl.data import _parse_number_rows, parse_numbers
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n_rows, len(columns))) * 10.0 ** rng.integers(-30, 30, (n_rows, len(columns)))
+    rows = [",".join(spell(v, fmt).replace("e", "E" if upper else "e") for v, (fmt, upper) in zip(row, columns))
+            for row in x.tolist()]
+    text = "\n".join([",".join(f"c{j}" for j in range(len(columns))), *rows]) + "\n"
+    expected = np.loadtxt(io.StringIO(text), delimiter=",", skiprows=1, ndmin=2)
+    parsed = _parse_number_rows(text, text.index("\n") + 1, len(columns))  # the fast path itself
+    assert parsed is not None and parsed.tobytes() == expected.tobytes()
+    t = parse_numbers(text, "t.csv")
+    assert np.stack([t.numbers(name) for name in t.names], axis=1).tobytes() == expected.tobytes()
+
+
+def test_a_file_of_many_blocks_reads_as_loadtxt_reads_it():
+    from tinymtl.data import _BLOCK_BYTES, parse_numbers
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3000, 9))
+    text = "\n".join(["a,b,c,d,e,f,g,h,i", *(",".join(f"{v:.18e}" if j % 2 else repr(v) for j, v in enumerate(row))
+                                            for row in x.tolist())])  # no newline at the end
+    assert len(text) > 3 * _BLOCK_BYTES
+    t = parse_numbers(text, "t.csv")
+    assert t.lines.tolist() == list(range(2, 3002))
+    assert np.stack([t.numbers(name) for name in t.names], axis=1).tobytes() == x.tobytes()
+
+
+def test_a_few_long_cells_go_to_float_and_many_to_loadtxt():
+    from tinymtl.data import _parse_number_rows
+    long = "0.12345678901234567890123"
+    rows = [f"{i}.5,{long if i % 40 == 0 else i}" for i in range(400)]  # 10 long cells in 800
+    parsed = _parse_number_rows("\n".join(rows) + "\n", 0, 2)
+    assert parsed is not None and parsed[0, 1] == float(long) and parsed[1, 1] == 1.0
+    rows = [f"{i}.5,{long}" for i in range(400)]
+    assert _parse_number_rows("\n".join(rows) + "\n", 0, 2) is None

@@ -180,18 +180,39 @@ def parse_csv(lines, source):
 # The fast path: a file of numbers, parsed without the csv module
 #
 # Python's float() (used by the csv path) and numpy.loadtxt both parse each cell with C's
-# correctly rounded strtod, about 150 ns a cell. Most CSV numbers are short decimals ("-0.274138"),
-# which NumPy can parse a whole column of cells at a time: the digits make an integer m below 2**53
-# and the digits after the point a count f <= 22, so m and 10**f are exact doubles and m / 10**f,
-# one correctly rounded division, is the very double strtod returns (Clinger's fast path).
-# Cells of any other form (exponents, more than 15 digits) are few, and go to float() one by one.
+# correctly rounded strtod, about 150-300 ns a cell. Here NumPy parses a block of rows at a time,
+# every cell at once, and gets the very same doubles, bit for bit. A cell [+-]digits[.digits]
+# [(e|E)[+-]digits] is an integer w (its digits, without the point) times 10**q (q = its exponent
+# minus the number of digits after the point); the double to return is w * 10**q rounded once,
+# to nearest (ties to even), as strtod rounds.
+#
+# 1. Find the cells. Every byte that is not a digit (sign, point, e, comma, newline) is a
+#    "token"; in a well-formed cell they come in the order sign, point, e, exponent sign, each
+#    at most once, a sign first in the cell or right after the e (``_cell_layout``).
+# 2. Read digits eight at a time: eight ASCII digits are one little-endian uint64, and three
+#    multiply-shift-mask steps add them up in pairs, fours and eights (``_eight_digits``).
+#    Up to 19 significant digits fit w in a uint64 (10**19 < 2**64).
+# 3. Round w * 10**q to a double:
+#    - Clinger's fast path: if w <= 2**53 and |q| <= 22, w and 10**|q| are exact doubles, and one
+#      IEEE multiplication or division rounds their exact product or quotient once: exact.
+#    - Otherwise the Eisel-Lemire algorithm (Lemire, "Number parsing at a gigabyte per second",
+#      2021; Go's strconv, Rust's core and fast_float use it): 10**q = 5**q * 2**q, and a table
+#      holds 5**q to 128 bits. w (shifted so its top bit is set) times that is 192 bits, of which
+#      the top 64 (one 64x64 -> 128-bit product, done here with 32-bit halves), or in rare cases
+#      the top 128 (a second product), fix the 54 leading bits of the true product: the 53 bits
+#      of a double and the bit that says which way to round. The rest of the exponent, the
+#      power of two, only shifts the result. Exactly halfway cases (q in [-4, 23], where 5**q
+#      fits 64 bits) round to even. Mushtak and Lemire ("Fast number parsing without fallback",
+#      2023) proved that for w < 2**64 the truncated table always rounds right; the original
+#      paper's test for a product too close to call is kept all the same (such a cell goes to
+#      float()).
+# Cells of any other form (more than 19 significant digits, exponents of more than 8 digits,
+# nan, inf, spaces) are few in practice: they go to float() one by one, and if there are many,
+# the whole file goes to loadtxt.
 
-_BYTE_KIND = np.full(256, 12, dtype=np.uint8)  # digit -> its value, "." -> 10, "," "\n" -> 11, other -> 12
-_BYTE_KIND[ord("0"):ord("9") + 1] = np.arange(10)
-_BYTE_KIND[ord(".")], _BYTE_KIND[ord(",")], _BYTE_KIND[ord("\n")] = 10, 11, 11
 _POW10 = 10.0 ** np.arange(23)  # exact doubles
-_MAX_DIGITS, _MAX_WIDTH = 15, 17  # 10**15 < 2**53; a cell wider than 17 bytes goes to float()
 _PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")  # float() = strtod here
+_BLOCK_BYTES = 196_608  # rows are parsed in blocks of about this many bytes: temporaries stay in cache
 
 
 def parse_numbers(text, source):
@@ -215,16 +236,17 @@ def parse_numbers(text, source):
         names = [name.strip() for name in next(csv.reader([header], strict=True))]
     except csv.Error:
         return None  # a quoted header over several lines
-    body = text[len(header) + 1:]
-    if not all(names) or len(set(names)) != len(names) or '"' in body:
+    body_start = header_end + 1  # the body is not copied out of ``text``: it can be 100 MB
+    if not all(names) or len(set(names)) != len(names) or text.find('"', body_start) >= 0:
         return None  # the csv path says what is wrong, and reads quotes
-    # Short plain decimals in the first row: parse them here; other forms (exponents, 17 digits
-    # of repr) are left to loadtxt at once, which reads them as fast as anything in NumPy.
-    values = _parse_decimal_rows(body, len(names)) if _short_decimals(first_row.split(",")) else None
+    # Plain numbers in the first row: parse them here; other forms (nan, inf, spaces, more than
+    # 19 digits) are left to loadtxt at once.
+    values = (_parse_number_rows(text, body_start, len(names))
+              if _plain_numbers(first_row.split(",")) else None)
     if values is not None:
         lines = np.arange(2, len(values) + 2)
     else:
-        values, lines = _parse_rows_with_loadtxt(body, len(names))
+        values, lines = _parse_rows_with_loadtxt(text[body_start:], len(names))
         if values is None:
             return None
     values.flags.writeable = False  # its columns are handed out as they are
@@ -232,13 +254,15 @@ def parse_numbers(text, source):
                  raw_text=text)
 
 
-_SHORT_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")
-
-
-def _short_decimals(cells):
-    """Whether every cell is [+-]digits[.digits] of at most 15 digits (what _parse_decimals reads)."""
-    return all(_SHORT_DECIMAL.fullmatch(cell) and sum(ch.isdigit() for ch in cell) <= 15
-               for cell in cells)
+def _plain_numbers(cells):
+    """Whether every cell is [+-]digits[.digits][e[+-]digits] with at most 19 significant digits."""
+    for cell in cells:
+        if not _PLAIN_NUMBER.fullmatch(cell):
+            return False
+        mantissa = re.split("[eE]", cell)[0].lstrip("+-").replace(".", "").lstrip("0")
+        if len(mantissa) > 19:
+            return False
+    return True
 
 
 def _all_numbers(cells):
@@ -251,61 +275,294 @@ def _all_numbers(cells):
     return True
 
 
-def _parse_decimal_rows(body, n_columns, block_rows=1024):
-    """Rows of plain decimal numbers -> values (n_rows, n_columns) float64, or None."""
-    try:
-        data = np.frombuffer((body if body.endswith("\n") else body + "\n").encode("ascii"), np.uint8)
-    except UnicodeEncodeError:
-        return None
-    ends = np.flatnonzero(_BYTE_KIND[data] == 11)  # the "," or "\n" after each cell
-    if len(ends) % n_columns:
-        return None
-    ends_line = (data[ends] == ord("\n")).reshape(-1, n_columns)
-    if not ends_line[:, -1].all() or ends_line[:, :-1].any():
-        return None  # a row with another number of fields, or a blank line
-    values = np.empty(len(ends))
-    plain = np.empty(len(ends), dtype=bool)
-    step = block_rows * n_columns  # blocks of rows keep the temporaries in cache
-    for first in range(0, len(ends), step):
-        block = slice(first, first + step)
-        starts = np.empty_like(ends[block])
-        starts[0] = ends[first - 1] + 1 if first else 0
-        starts[1:] = ends[block][:-1] + 1
-        _parse_decimals(data, starts, ends[block], values[block], plain[block])
-    others = np.flatnonzero(~plain)
-    if len(others) > len(ends) // 20:
-        return None  # mostly other forms: loadtxt is faster than float() one by one
-    for i in others.tolist():
-        cell = body[(ends[i - 1] + 1 if i else 0):ends[i]]
-        if not _PLAIN_NUMBER.fullmatch(cell):
-            return None  # nan, inf, spaces, text, an empty cell...
-        values[i] = float(cell)
-    return values.reshape(-1, n_columns)
+def _parse_number_rows(text, start, n_columns):
+    """The rows of numbers in text[start:] -> values (n_rows, n_columns) float64, or None if a
+    row has another number of fields, a line is blank, or a cell is not a plain number."""
+    # Each block allocates and frees a few MB of temporaries. glibc's malloc gives free memory at
+    # the top of the heap back to the system once it exceeds its trim threshold (128 KB at first),
+    # so every block would fault its pages in again: 200,000 page faults for a 100 MB file, a
+    # third of the time. Freeing one 8 MB array (mmapped, being large) raises the threshold to
+    # 16 MB for good (glibc's dynamic mmap threshold); elsewhere this line costs nothing.
+    np.empty(8 << 20, dtype=np.uint8)
+    blocks, n_cells, n_odd = [], 0, 0
+    while start < len(text):
+        stop = (text.rfind("\n", start, start + _BLOCK_BYTES) + 1
+                or text.find("\n", start + _BLOCK_BYTES) + 1 or len(text))  # whole rows
+        block = text[start:stop] if text[stop - 1] == "\n" else text[start:stop] + "\n"
+        try:
+            data = np.frombuffer(block.encode("ascii"), np.uint8)  # a byte is a character
+        except UnicodeEncodeError:
+            return None
+        parsed = _parse_number_block(data, n_columns)
+        if parsed is None:
+            return None
+        values, odd, odd_spans = parsed
+        n_cells, n_odd = n_cells + len(values), n_odd + len(odd)
+        if n_odd > n_cells // 20:
+            return None  # many cells of other forms: loadtxt is faster than float() one by one
+        for i, (first, end) in zip(odd.tolist(), odd_spans.tolist()):
+            cell = block[first:end]
+            if not _PLAIN_NUMBER.fullmatch(cell):
+                return None  # nan, inf, spaces, text, an empty cell...
+            values[i] = float(cell)
+        blocks.append(values)
+        start = stop
+    return np.concatenate(blocks).reshape(-1, n_columns) if blocks else None
 
 
-def _parse_decimals(data, starts, ends, values, plain):
-    """Cells data[starts[i]:ends[i]] -> values[i] where plain[i]: [+-]digits[.digits], <= 15 digits."""
-    first = data[starts]
-    negative = first == ord("-")
-    starts = starts + (negative | (first == ord("+")))
-    widths = ends - starts
-    m = np.zeros(len(starts))                     # the digits as an integer, exact below 2**53
-    f = np.zeros(len(starts), dtype=np.int64)     # digits after the point
-    n_digits = np.zeros(len(starts), dtype=np.int64)
-    after_point = np.zeros(len(starts), dtype=bool)
-    odd = widths > _MAX_WIDTH
-    for k in range(min(int(widths.max()), _MAX_WIDTH)):
-        kind = _BYTE_KIND[data[np.minimum(starts + k, ends)]]  # past a cell's end: its "," (11)
-        digit = kind < 10
-        m = np.where(digit, m * 10 + kind, m)
-        n_digits += digit
-        f += digit & after_point
-        point = kind == 10
-        odd |= (point & after_point) | (kind == 12)
-        after_point |= point
-    np.divide(m, _POW10[np.minimum(f, 22)], out=values)
-    np.negative(values, out=values, where=negative)
-    np.logical_not(odd | (n_digits == 0) | (n_digits > _MAX_DIGITS), out=plain)
+# The order of the non-digit bytes ("tokens") in a cell; a sign right after an e is EXP_SIGN.
+_SIGN, _POINT, _EXP, _EXP_SIGN, _SEPARATOR, _OTHER = range(6)
+_TOKEN_RANK = np.full(256, _OTHER, dtype=np.int8)
+_TOKEN_RANK[[ord("+"), ord("-")]] = _SIGN
+_TOKEN_RANK[ord(".")] = _POINT
+_TOKEN_RANK[[ord("e"), ord("E")]] = _EXP
+_TOKEN_RANK[[ord(","), ord("\n")]] = _SEPARATOR
+_PAD = 24  # bytes of "0" before a block, so that every cell has 24 bytes before its end
+
+
+def _parse_number_block(data, n_columns):
+    """Whole rows of numbers, data (n_bytes,) uint8 ending in a newline -> (values (n_cells,)
+    float64, odd (k,) int64 the cells left to float(), spans (k, 2) int64 their [first, end) in
+    ``data``), or None if a row has another number of fields than ``n_columns``."""
+    at = _cell_layout(data, n_columns)
+    if at is None:
+        return None
+    odd = at.pop("odd")  # (n_cells,) bool
+    padded = np.empty(_PAD + len(data), dtype=np.uint8)  # so that a cell has 24 bytes before its end
+    padded[:_PAD] = ord("0")
+    padded[_PAD:] = data
+    at = {part: positions + _PAD for part, positions in at.items()}  # positions in ``padded``
+    n_whole = at["point"] - at["digits"]                  # digits before the point (or the e)
+    n_frac = np.maximum(at["exp"] - at["point"] - 1, 0)   # digits after it
+    n_exp = np.maximum(at["end"] - at["exp_sign"] - 1, 0)
+    odd |= (n_whole + n_frac == 0) | ((at["exp"] < at["end"]) & (n_exp == 0))
+    odd |= (n_whole > _MAX_DIGITS) | (n_frac > _MAX_DIGITS) | (n_exp > 8)
+    n_whole, n_frac = np.minimum(n_whole, _MAX_DIGITS), np.minimum(n_frac, _MAX_DIGITS)
+    whole, fits_whole = _read_digits(padded, at["point"], n_whole)
+    frac, fits_frac = _read_digits(padded, at["exp"], n_frac)
+    odd |= ~fits_whole | ~fits_frac | (whole >= _WHOLE_LIMIT[n_frac])  # so that w < 10**19
+    w = whole * _POW10_INT[np.minimum(n_frac, 19)] + frac
+    q = -n_frac
+    with_exp = np.flatnonzero(at["exp"] < at["end"])  # often none, or all
+    if len(with_exp):
+        exponent, _ = _read_digits(padded, at["end"][with_exp], np.minimum(n_exp[with_exp], 8))
+        exponent = exponent.view(np.int64)
+        q[with_exp] += np.where(padded[at["exp_sign"][with_exp]] == ord("-"), -exponent, exponent)
+    values = _nearest_double(w, q, odd)
+    np.negative(values, out=values, where=padded[at["first"]] == ord("-"))
+    odd_cells = np.flatnonzero(odd)
+    spans = np.stack([at["first"][odd_cells], at["end"][odd_cells]], axis=1) - _PAD
+    return values, odd_cells, spans
+
+
+def _cell_layout(data, n_columns):
+    """Where the parts of the cells of ``data`` (n_bytes,) uint8 are, as a dict of (n_cells,)
+    int64 positions: "first" (the first byte), "digits" (the first digit), "point", "exp" (the
+    e), "exp_sign" and "end" (the comma or newline after the cell). A part the cell lacks sits
+    where the next one begins: "point" at "exp", "exp" at "end", "exp_sign" at "exp". "odd"
+    (n_cells,) bool marks the cells that are not [+-]digits[.digits][e[+-]digits] in that order.
+    None if a row has another number of cells than ``n_columns``, or a line is blank."""
+    tokens = np.flatnonzero((data - np.uint8(ord("0"))) > 9)  # (T,) every byte but a digit
+    chars = data[tokens]
+    rank = _TOKEN_RANK[chars]
+    is_sign = rank == _SIGN
+    before = np.empty_like(rank)  # the rank of the token before
+    before[0] = _SEPARATOR
+    before[1:] = rank[:-1]
+    rank += (_EXP_SIGN - _SIGN) * (is_sign & (before == _EXP))
+    before[1:] = rank[:-1]
+    gap = np.empty_like(tokens)  # 1 + the number of digits between a token and the one before
+    gap[0] = tokens[0] + 1
+    np.subtract(tokens[1:], tokens[:-1], out=gap[1:])
+    # Ranks rise within a cell, and a sign comes first or right after the e. _OTHER ranks above
+    # the separator, so a cell holding any other byte is out of order too.
+    in_order = ((rank > before) | (before == _SEPARATOR)) & (~is_sign | (gap == 1))
+    is_separator = rank == _SEPARATOR
+    separators = np.flatnonzero(is_separator)
+    if len(separators) % n_columns:
+        return None
+    line_ends = (chars[separators] == ord("\n")).reshape(-1, n_columns)
+    if not line_ends[:, -1].all() or line_ends[:, :-1].any():
+        return None
+    cell_of = np.cumsum(is_separator) - is_separator  # (T,) the cell of each token
+    odd = np.zeros(len(separators), dtype=bool)
+    odd[cell_of[~in_order]] = True
+    end = tokens[separators]
+    first = np.empty_like(end)
+    first[0] = 0
+    first[1:] = end[:-1] + 1
+
+    def where_is(rank_of_part, default):  # a cell has each part at most once, or is odd
+        found = np.flatnonzero(rank == rank_of_part)
+        positions = default.copy()
+        positions[cell_of[found]] = tokens[found]
+        return positions
+
+    leading = data[first]
+    digits = first + ((leading == ord("-")) | (leading == ord("+")))
+    exp = where_is(_EXP, end)
+    return {"first": first, "digits": digits, "point": where_is(_POINT, exp), "exp": exp,
+            "exp_sign": where_is(_EXP_SIGN, exp), "end": end, "odd": odd}
+
+
+# Reading digits: eight ASCII digits at a time, as one little-endian uint64 (first digit lowest)
+
+_MAX_DIGITS = 24  # digits before or after the point that a cell may have (3 words of 8)
+_POW10_INT = np.array([10 ** k for k in range(20)], dtype=np.uint64)
+_WHOLE_LIMIT = np.array([10 ** max(19 - k, 0) for k in range(_MAX_DIGITS + 1)], dtype=np.uint64)
+_LOW32 = np.uint64(0xFFFF_FFFF)
+
+
+def _last_bytes_masks(n_words):
+    """(8 * n_words + 1, n_words) uint64: row n keeps the last n of 8 * n_words bytes read as
+    n_words little-endian words."""
+    width = 8 * n_words
+    masks = np.zeros((width + 1, n_words), dtype=np.uint64)
+    for n in range(width + 1):
+        keep = ((1 << (8 * n)) - 1) << (8 * (width - n))  # the high bytes are the last ones
+        masks[n] = [(keep >> (64 * k)) & 0xFFFF_FFFF_FFFF_FFFF for k in range(n_words)]
+    return masks
+
+
+_LAST_BYTES = {n_words: _last_bytes_masks(n_words) for n_words in (1, 2, 3)}
+
+
+def _read_digits(padded, ends, counts):
+    """The integers written by the counts[i] <= 24 digits before padded[ends[i]], for ends (n,)
+    and counts (n,) int64 -> (values (n,) uint64, fits (n,) bool: value < 10**19, else wrong)."""
+    n = len(ends)
+    n_words = -(-int(counts.max(initial=0)) // 8)  # as few as the longest needs
+    if n_words == 0:
+        return np.zeros(n, dtype=np.uint64), np.ones(n, dtype=bool)
+    width = 8 * n_words
+    windows = np.ndarray((len(padded) - width + 1,), dtype=f"V{width}", buffer=padded, strides=(1,))
+    digits = windows[ends - width].view(np.uint8).reshape(n, width)  # (n, width) the bytes before
+    digits -= np.uint8(ord("0"))                                      # each end, as digit values
+    words = digits.view("<u8") & np.take(_LAST_BYTES[n_words], counts, axis=0)  # (n, n_words),
+    eights = _eight_digits(words)                                 # other cells' bytes zeroed
+    if n_words == 1:
+        return eights[:, 0], np.ones(n, dtype=bool)
+    value = eights[:, -2] * np.uint64(10 ** 8) + eights[:, -1]
+    if n_words == 2:
+        return value, np.ones(n, dtype=bool)
+    top = eights[:, 0]  # < 10**8, but value + top * 10**16 only fits below 10**19
+    return value + top * np.uint64(10 ** 16), top < np.uint64(1000)
+
+
+def _eight_digits(words):
+    """words (...) uint64 of 8 digit values, first digit in the low byte -> the numbers they write."""
+    words = words * np.uint64(10) + (words >> np.uint64(8))  # each byte pair: 10 * first + second
+    words &= np.uint64(0x00FF_00FF_00FF_00FF)
+    words = words * np.uint64(100) + (words >> np.uint64(16))  # pairs of pairs
+    words &= np.uint64(0x0000_FFFF_0000_FFFF)
+    return (words * np.uint64(10_000) + (words >> np.uint64(32))) & _LOW32
+
+
+# Rounding w * 10**q to the nearest double
+
+_Q_MIN, _Q_MAX = -342, 308  # 10**q below: w * 10**q < 2**-1075 rounds to 0; above: infinity
+_INFINITY_BITS = np.uint64(0x7FF0_0000_0000_0000)
+
+
+def _nearest_double(w, q, odd):
+    """The doubles nearest w * 10**q, for w (n,) uint64 and q (n,) int64 -> (n,) float64.
+
+    Marks in ``odd`` (n,) bool the cells that fail the original Eisel-Lemire paper's test for a
+    product too close to call (it is never wrong: Mushtak and Lemire 2023), for float()."""
+    if ((w <= np.uint64(2 ** 53)) & (q >= -22) & (q <= 22)).all():  # Clinger: one rounding
+        m = w.astype(np.float64)
+        power = _POW10[np.abs(q)]
+        return np.where(q < 0, m / power, m * power)
+    zero, huge = (w == 0) | (q < _Q_MIN), q > _Q_MAX
+    if zero.any() or huge.any():
+        bits, decided = _eisel_lemire(np.maximum(w, np.uint64(1)), np.clip(q, _Q_MIN, _Q_MAX))
+        bits[huge] = _INFINITY_BITS
+        bits[zero] = 0
+    else:
+        bits, decided = _eisel_lemire(w, q)
+    odd |= ~decided
+    return bits.view(np.float64)
+
+
+def _truncated_powers_of_five():
+    """5**q for q in [_Q_MIN, _Q_MAX] to 128 bits, the top bit set: (hi (651,), lo (651,)) uint64.
+
+    Exact for 0 <= q <= 55; else the top 128 bits, rounded down for q > 55 and up for q < 0 (so
+    the table of fast_float, Go and Rust, whose first row is 0xeef453d6923bd65a, 0x113faa2906a13b3f)."""
+    hi, lo = [], []
+    for q in range(_Q_MIN, _Q_MAX + 1):
+        if q >= 0:
+            p = 5 ** q
+            p = p << (128 - p.bit_length()) if p.bit_length() <= 128 else p >> (p.bit_length() - 128)
+        else:
+            p5 = 5 ** -q
+            z = p5.bit_length()
+            p = (1 << (z + 127 if q >= -27 else 2 * z + 128)) // p5 + 1  # 2**b / 5**-q, rounded up
+            p >>= max(p.bit_length() - 128, 0)
+        hi.append(p >> 64)
+        lo.append(p & 0xFFFF_FFFF_FFFF_FFFF)
+    return np.array(hi, dtype=np.uint64), np.array(lo, dtype=np.uint64)
+
+
+_POW5_HI, _POW5_LO = _truncated_powers_of_five()
+
+
+def _full_product(a, b):
+    """a * b exactly, for a, b (n,) uint64 -> (hi, lo) (n,) uint64, a * b = hi * 2**64 + lo."""
+    a_lo, a_hi = a & _LOW32, a >> np.uint64(32)
+    b_lo, b_hi = b & _LOW32, b >> np.uint64(32)
+    lo_lo, lo_hi, hi_lo = a_lo * b_lo, a_lo * b_hi, a_hi * b_lo  # each < 2**64: no wrap-around
+    middle = (lo_lo >> np.uint64(32)) + (lo_hi & _LOW32) + (hi_lo & _LOW32)  # < 3 * 2**32
+    hi = a_hi * b_hi + (lo_hi >> np.uint64(32)) + (hi_lo >> np.uint64(32)) + (middle >> np.uint64(32))
+    lo = (middle << np.uint64(32)) | (lo_lo & _LOW32)
+    return hi, lo
+
+
+def _bit_length(w):
+    """The bit lengths of w (n,) uint64, 1 <= w < 2**64 - 2**10 -> (n,) int64."""
+    n_bits = (w.astype(np.float64).view(np.int64) >> 52) - 1022  # the double's exponent + 1 ...
+    n_bits -= (w >> (n_bits - 1).astype(np.uint64)) == 0        # ... unless w rounded up to 2**k
+    return n_bits
+
+
+def _eisel_lemire(w, q):
+    """The doubles nearest w * 10**q, for w (n,) uint64 in [1, 2**64) and q (n,) int64 in
+    [_Q_MIN, _Q_MAX] -> (bits (n,) uint64 of the doubles, decided (n,) bool)."""
+    shift_w = 64 - _bit_length(w)
+    w = w << shift_w.astype(np.uint64)                            # top bit set
+    row = q - _Q_MIN
+    hi, lo = _full_product(w, _POW5_HI[row])  # the top 128 bits of w * 5**q (192 bits)
+    unsure = (hi & np.uint64(0x1FF)) == np.uint64(0x1FF)  # the 9 bits below the 55 we keep are
+    if unsure.any():                                       # all ones: a carry from below could
+        k = np.flatnonzero(unsure)                         # change them; add the next 64 bits
+        below, _ = _full_product(w[k], _POW5_LO[row[k]])
+        lo_k = lo[k] + below
+        hi[k] += lo_k < below  # the carry
+        lo[k] = lo_k
+    decided = (lo != np.uint64(0xFFFF_FFFF_FFFF_FFFF)) | ((q >= -27) & (q <= 55))
+    upper = hi >> np.uint64(63)  # 1 if the product has 128 bits, 0 if 127
+    shift = upper + np.uint64(9)
+    mantissa = hi >> shift  # 54 bits: the double's 53 and a rounding bit
+    # floor(log2(10**q)) = (217706 * q) >> 16 for q in [_Q_MIN, _Q_MAX]; 1023 is the exponent bias
+    power2 = ((217706 * q) >> 16) + (63 + 1023) + upper.view(np.int64) - shift_w
+    halfway = lo <= np.uint64(1)
+    if halfway.any():  # exactly between two doubles (only where 5**q is exact): round to even
+        halfway &= ((q >= -4) & (q <= 23) & ((mantissa & np.uint64(3)) == np.uint64(1))
+                    & ((mantissa << shift) == hi))
+        mantissa &= ~halfway.astype(np.uint64)
+    subnormal = power2 <= 0
+    if subnormal.any():  # below 2**-1022: fewer bits, shifted further right
+        k = np.flatnonzero(subnormal)
+        m = mantissa[k] >> np.minimum(1 - power2[k], 63).astype(np.uint64)
+        subnormal_bits = (m + (m & np.uint64(1))) >> np.uint64(1)  # 2**52: the smallest normal
+    mantissa += mantissa & np.uint64(1)  # round half up, to 53 bits; a carry makes 2**53:
+    mantissa >>= np.uint64(1)            # one more in the exponent, and 52 zero bits below
+    power2 += (mantissa >> np.uint64(53)).view(np.int64)
+    bits = (power2.view(np.uint64) << np.uint64(52)) + (mantissa & np.uint64((1 << 52) - 1))
+    if subnormal.any():
+        bits[k] = subnormal_bits
+    bits[power2 >= 0x7FF] = _INFINITY_BITS
+    return bits, decided
 
 
 def _parse_rows_with_loadtxt(body, n_columns):
