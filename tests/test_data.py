@@ -249,7 +249,7 @@ def test_the_number_parser_equals_float_on_the_benchmark_format():
     rng = np.random.default_rng(3)
     values = rng.standard_normal((300, 5)) * 10.0 ** rng.integers(-3, 5, (300, 5))  # few exponents
     cells = [[f"{v:.6g}" for v in row] for row in values] + [["-0", "+.5", "5.", "12345678901234567", "1e-300"]]
-    parsed = _parse_number_rows("\n".join(",".join(row) for row in cells) + "\n", 0, 5)
+    parsed = _parse_number_rows(("\n".join(",".join(row) for row in cells) + "\n").encode(), 0, 5)
     assert parsed is not None
     assert parsed.tobytes() == np.array([[float(c) for c in row] for row in cells]).tobytes()
 
@@ -280,6 +280,17 @@ def test_read_csv_takes_the_fast_path_for_numbers_and_keeps_bom_and_crlf(tmp_pat
     assert t.names == ["a", "b"] and t.lines.tolist() == [2, 4]
     assert t.numbers("a").tolist() == [1.5, -3.0] and t.numbers("b").tolist() == [2.0, 400.0]
     assert t.column("b").tolist() == ["2", "4e2"]  # labels and categories keep the file's text
+
+
+def test_read_csv_reads_a_utf8_header_over_numbers_and_names_a_file_that_is_not_utf8(tmp_path):
+    path = tmp_path / "u.csv"
+    path.write_bytes("\ufeffgrö\u00dfe,y\n1.5,2\n-3,4e2\n".encode("utf-8"))
+    t = read_csv(path)
+    assert t.names == ["größe", "y"] and t.numbers("größe").tolist() == [1.5, -3.0]
+    assert t.column("y").tolist() == ["2", "4e2"]
+    path.write_bytes(b"a,b\n1,2\n3,\xff\n")
+    with pytest.raises(DataError, match=r"u.csv: not a UTF-8 text file \(byte 10: invalid start byte\)"):
+        read_csv(path)
 
 
 def test_class_labels_and_categories_of_a_numbers_file_keep_its_text():
@@ -490,7 +501,7 @@ def test_a_numbers_file_reads_as_loadtxt_reads_it(columns, n_rows, seed):
             for row in x.tolist()]
     text = "\n".join([",".join(f"c{j}" for j in range(len(columns))), *rows]) + "\n"
     expected = np.loadtxt(io.StringIO(text), delimiter=",", skiprows=1, ndmin=2)
-    parsed = _parse_number_rows(text, text.index("\n") + 1, len(columns))  # the fast path itself
+    parsed = _parse_number_rows(text.encode(), text.index("\n") + 1, len(columns))  # the fast path
     assert parsed is not None and parsed.tobytes() == expected.tobytes()
     t = parse_numbers(text, "t.csv")
     assert np.stack([t.numbers(name) for name in t.names], axis=1).tobytes() == expected.tobytes()
@@ -512,7 +523,7 @@ def test_a_few_long_cells_go_to_float_and_many_to_loadtxt():
     from tinymtl.data import _parse_number_rows
     long = "0.12345678901234567890123"
     rows = [f"{i}.5,{long if i % 40 == 0 else i}" for i in range(400)]  # 10 long cells in 800
-    parsed = _parse_number_rows("\n".join(rows) + "\n", 0, 2)
+    parsed = _parse_number_rows(("\n".join(rows) + "\n").encode(), 0, 2)
     assert parsed is not None and parsed[0, 1] == float(long) and parsed[1, 1] == 1.0
     rows = [f"{i}.5,{long}" for i in range(400)]
-    assert _parse_number_rows("\n".join(rows) + "\n", 0, 2) is None
+    assert _parse_number_rows(("\n".join(rows) + "\n").encode(), 0, 2) is None

@@ -41,8 +41,8 @@ class Table:
     row, and ``source``, which names the file in messages.
 
     A column is held as stripped text (n_rows,) of str, or, when the reader parsed the whole file
-    as numbers, as float64 (n_rows,) (NaN for a "nan" cell), its text read back from the file's
-    lines (``raw_lines``) only if asked for: class labels and categories are text.
+    as numbers, as float64 (n_rows,) (NaN for a "nan" cell), its text read back from the file
+    (``raw_text``, str or UTF-8 bytes) only if asked for: class labels and categories are text.
     """
 
     def __init__(self, source, names, lines, *, text=None, numbers=None, raw_text=None,
@@ -94,7 +94,10 @@ class Table:
     def _physical_lines(self):
         """Line k of the file is [k - 1] (a numbers table's file has no quotes and no lone \\r)."""
         if self._raw_lines is None:
-            self._raw_lines = self._raw_text.split("\n")
+            text = self._raw_text
+            if isinstance(text, bytes):  # a numbers file, read as bytes: ASCII below its header
+                text = text.decode("utf-8-sig")
+            self._raw_lines = text.split("\n")
         return self._raw_lines
 
     @property
@@ -112,17 +115,22 @@ class Table:
 def read_csv(path):
     """Read a comma-separated file with a header row into a Table; DataError if unusable."""
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            data = f.read()  # bytes: a file of numbers is parsed without decoding it to text
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a directory, not a CSV file") from None
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not a UTF-8 text file (byte {err.start}: {err.reason})") from None
     except OSError as err:
         raise DataError(f"{path}: cannot read: {err.strerror or err}") from None
-    return parse_text(text, path)
+    table = parse_numbers(data, path)
+    if table is not None:
+        return table
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not a UTF-8 text file (byte {err.start}: {err.reason})") from None
+    return parse_csv(io.StringIO(text, newline=""), path)
 
 
 def read_bundled(name="iris.csv"):
@@ -218,40 +226,49 @@ _BLOCK_BYTES = 196_608  # rows are parsed in blocks of about this many bytes: te
 def parse_numbers(text, source):
     """A Table of float64 columns if ``text`` is a header line and rows of numbers, else None.
 
-    The header must be the first line and every row must have its number of fields; no cell may
-    be empty, missing (except "nan") or quoted. Rows become lines 2, 3, ... (blank lines are
+    ``text`` is str, or a file's bytes (UTF-8; a byte order mark at the start is skipped). The
+    header must be the first line and every row must have its number of fields; no cell may be
+    empty, missing (except "nan") or quoted. Rows become lines 2, 3, ... (blank lines are
     skipped and counted, as by ``parse_csv``). Values equal ``float(cell)`` bit for bit.
     """
-    if "\r" in text:
-        text = text.replace("\r\n", "\n")
-        if "\r" in text:
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    start = 3 if data.startswith(b"\xef\xbb\xbf") and not isinstance(text, str) else 0  # the BOM
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n")
+        if b"\r" in data:
             return None  # old Mac line ends: the csv path
-    header_end = text.find("\n")
-    row_end = text.find("\n", header_end + 1) if header_end >= 0 else -1
-    header = text[:header_end] if header_end >= 0 else text
-    first_row = text[header_end + 1:row_end if row_end >= 0 else len(text)]
+    header_end = data.find(b"\n", start)
+    row_end = data.find(b"\n", header_end + 1) if header_end >= 0 else -1
+    try:
+        header = data[start:header_end].decode("utf-8")
+        first_row = data[header_end + 1:row_end if row_end >= 0 else len(data)].decode("ascii")
+    except UnicodeDecodeError:
+        return None
     if header_end < 0 or not header.strip() or '"' in first_row or not _all_numbers(first_row.split(",")):
         return None  # a text column, seen in the first row, costs no parse of the rest
     try:
         names = [name.strip() for name in next(csv.reader([header], strict=True))]
     except csv.Error:
         return None  # a quoted header over several lines
-    body_start = header_end + 1  # the body is not copied out of ``text``: it can be 100 MB
-    if not all(names) or len(set(names)) != len(names) or text.find('"', body_start) >= 0:
+    body_start = header_end + 1  # the body is not copied out of ``data``: it can be 100 MB
+    if not all(names) or len(set(names)) != len(names) or data.find(b'"', body_start) >= 0:
         return None  # the csv path says what is wrong, and reads quotes
     # Plain numbers in the first row: parse them here; other forms (nan, inf, spaces, more than
     # 19 digits) are left to loadtxt at once.
-    values = (_parse_number_rows(text, body_start, len(names))
+    values = (_parse_number_rows(data, body_start, len(names))
               if _plain_numbers(first_row.split(",")) else None)
     if values is not None:
         lines = np.arange(2, len(values) + 2)
     else:
-        values, lines = _parse_rows_with_loadtxt(text[body_start:], len(names))
+        try:
+            values, lines = _parse_rows_with_loadtxt(data[body_start:].decode("utf-8"), len(names))
+        except UnicodeDecodeError:
+            return None
         if values is None:
             return None
     values.flags.writeable = False  # its columns are handed out as they are
     return Table(source, names, lines, numbers=[values[:, j] for j in range(len(names))],
-                 raw_text=text)
+                 raw_text=data)
 
 
 def _plain_numbers(cells):
@@ -275,9 +292,9 @@ def _all_numbers(cells):
     return True
 
 
-def _parse_number_rows(text, start, n_columns):
-    """The rows of numbers in text[start:] -> values (n_rows, n_columns) float64, or None if a
-    row has another number of fields, a line is blank, or a cell is not a plain number."""
+def _parse_number_rows(data, start, n_columns):
+    """The rows of numbers in data[start:] (bytes) -> values (n_rows, n_columns) float64, or None
+    if a row has another number of fields, a line is blank, or a cell is not a plain number."""
     # Each block allocates and frees a few MB of temporaries. glibc's malloc gives free memory at
     # the top of the heap back to the system once it exceeds its trim threshold (128 KB at first),
     # so every block would fault its pages in again: 200,000 page faults for a 100 MB file, a
@@ -285,15 +302,14 @@ def _parse_number_rows(text, start, n_columns):
     # 16 MB for good (glibc's dynamic mmap threshold); elsewhere this line costs nothing.
     np.empty(8 << 20, dtype=np.uint8)
     blocks, n_cells, n_odd = [], 0, 0
-    while start < len(text):
-        stop = (text.rfind("\n", start, start + _BLOCK_BYTES) + 1
-                or text.find("\n", start + _BLOCK_BYTES) + 1 or len(text))  # whole rows
-        block = text[start:stop] if text[stop - 1] == "\n" else text[start:stop] + "\n"
-        try:
-            data = np.frombuffer(block.encode("ascii"), np.uint8)  # a byte is a character
-        except UnicodeEncodeError:
-            return None
-        parsed = _parse_number_block(data, n_columns)
+    all_bytes = np.frombuffer(data, dtype=np.uint8)  # not a copy
+    while start < len(data):
+        stop = (data.rfind(b"\n", start, start + _BLOCK_BYTES) + 1
+                or data.find(b"\n", start + _BLOCK_BYTES) + 1 or len(data))  # whole rows
+        block = all_bytes[start:stop]
+        if data[stop - 1] != ord("\n"):  # the last row, without its newline
+            block = np.append(block, np.uint8(ord("\n")))
+        parsed = _parse_number_block(block, n_columns)
         if parsed is None:
             return None
         values, odd, odd_spans = parsed
@@ -301,7 +317,7 @@ def _parse_number_rows(text, start, n_columns):
         if n_odd > n_cells // 20:
             return None  # many cells of other forms: loadtxt is faster than float() one by one
         for i, (first, end) in zip(odd.tolist(), odd_spans.tolist()):
-            cell = block[first:end]
+            cell = data[start + first:start + end].decode("latin-1")  # any byte: a character
             if not _PLAIN_NUMBER.fullmatch(cell):
                 return None  # nan, inf, spaces, text, an empty cell...
             values[i] = float(cell)
