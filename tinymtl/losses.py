@@ -96,9 +96,10 @@ class _CrossEntropyBuffers:
 def softmax_cross_entropy(logits, labels, *, class_weights=None, out=None, scratch=None):
     """Mean cross-entropy of softmax(logits) against integer labels, and its gradient.
 
-    logits (batch, k); labels (batch,) integers in [0, k), or -1 for "no label";
-    class_weights (k,) or None; out (batch, k) or None, C or Fortran contiguous, receives the
-    gradient; scratch: a ``Scratch`` for the other arrays (see below).
+    logits (batch, k); labels (batch,) integers in [0, k), or -1 for "no label" (not checked
+    here: ``Classify.check_target`` checks them once, before training); class_weights (k,) or
+    None; out (batch, k) or None, C or Fortran contiguous, receives the gradient; scratch: a
+    ``Scratch`` for the other arrays (see below).
 
         r_i = class_weights[labels[i]] (1 without class weights; 0 for unlabelled rows)
         L   = sum_i r_i * -log softmax(logits_i)[labels_i]  /  sum_i r_i
