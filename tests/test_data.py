@@ -372,8 +372,9 @@ def significant_digits(cell):
 
 
 def assert_equals_float(cells):
-    """Every cell of at most 19 significant digits is parsed (not left to float()), to exactly the
-    bits of float(cell): signed zeros, subnormals and infinities included."""
+    """Every cell the parser does not leave to float() is parsed to exactly the bits of
+    float(cell), signed zeros, subnormals and infinities included; and it leaves none of at most
+    19 significant digits."""
     values, odd = parse_cells(cells)
     expected = np.array([float(c) for c in cells])
     short = np.array([significant_digits(c) <= 19 for c in cells])
@@ -388,7 +389,7 @@ def from_bits(bits):
 any_double = st.one_of(st.floats(allow_nan=False, allow_infinity=False),
                        st.integers(0, 2**64 - 1).map(from_bits).filter(math.isfinite))
 formats = st.sampled_from(["repr", "%.18e", "%.17g", "%.6g", "%.10e", "%.16e", "%.19g", "%.15g",
-                           "%.3f", "%.1e", "%E", "%.12G", "%d"])
+                           "%.3f", "%.1e", "%E", "%.12G", "%d", "%.20f", "%.25g", "%.22e"])
 
 
 def spell(x, fmt):
@@ -463,11 +464,21 @@ def test_hard_numbers_read_as_float_reads_them():
     ])
 
 
-def test_more_than_19_digits_are_left_to_float():
-    cells = ["18446744073709551616", "12345678901234567890", "1.00000000000000011102230246251565404236316680908203125",
-             "0.1234567890123456789012", "1" + "0" * 30, "1e123456789"]
+def test_more_than_19_digits_read_as_float_reads_them():
+    cells = ["18446744073709551616", "12345678901234567890", "0.1234567890123456789012",
+             "1" + "0" * 30, "-0." + "0" * 20 + "1234567890123456789012e50", "0." + "0" * 30,
+             "123456789012345678901234567890.123456789e-320", "98765432109876543210987654e300",
+             "1.2345678901234567890123456789", "0.10000000000000000000000000000000000001"]
     values, odd = parse_cells(cells)
-    assert odd.all()
+    assert not odd.any()
+    assert values.tobytes() == np.array([float(c) for c in cells]).tobytes()
+
+
+def test_what_the_parser_leaves_to_float():
+    tie = "1.00000000000000011102230246251565404236316680908203125"  # 1 + 2**-53, exactly
+    cells = [tie, tie + "1",  # the first 19 digits, w, and w + 1 round to different doubles
+             "0." + "0" * 40 + "1", "1e123456789", "nan", "1 ", "", "--1", "1e", "."]
+    assert parse_cells(cells)[1].all()
 
 
 @given(st.lists(number_cells(), min_size=1, max_size=30))
@@ -519,9 +530,9 @@ def test_a_file_of_many_blocks_reads_as_loadtxt_reads_it():
     assert np.stack([t.numbers(name) for name in t.names], axis=1).tobytes() == x.tobytes()
 
 
-def test_a_few_long_cells_go_to_float_and_many_to_loadtxt():
+def test_a_few_odd_cells_go_to_float_and_many_to_loadtxt():
     from tinymtl.data import _parse_number_rows
-    long = "0.12345678901234567890123"
+    long = "1e000000001"  # an exponent of 9 digits: left to float()
     rows = [f"{i}.5,{long if i % 40 == 0 else i}" for i in range(400)]  # 10 long cells in 800
     parsed = _parse_number_rows(("\n".join(rows) + "\n").encode(), 0, 2)
     assert parsed is not None and parsed[0, 1] == float(long) and parsed[1, 1] == 1.0

@@ -199,7 +199,9 @@ def parse_csv(lines, source):
 #    at most once, a sign first in the cell or right after the e (``_cell_layout``).
 # 2. Read digits eight at a time: eight ASCII digits are one little-endian uint64, and three
 #    multiply-shift-mask steps add them up in pairs, fours and eights (``_eight_digits``).
-#    Up to 19 significant digits fit w in a uint64 (10**19 < 2**64).
+#    Up to 19 digits fit w in a uint64 (10**19 < 2**64). Of a longer number, w is its first 19
+#    significant digits, and the value lies between w * 10**q and (w + 1) * 10**q: where both
+#    round to the same double, so does the value (``_leading_digits``).
 # 3. Round w * 10**q to a double:
 #    - Clinger's fast path: if w <= 2**53 and |q| <= 22, w and 10**|q| are exact doubles, and one
 #      IEEE multiplication or division rounds their exact product or quotient once: exact.
@@ -214,9 +216,9 @@ def parse_csv(lines, source):
 #      2023) proved that for w < 2**64 the truncated table always rounds right; the original
 #      paper's test for a product too close to call is kept all the same (such a cell goes to
 #      float()).
-# Cells of any other form (more than 19 significant digits, exponents of more than 8 digits,
-# nan, inf, spaces) are few in practice: they go to float() one by one, and if there are many,
-# the whole file goes to loadtxt.
+# Cells of any other form (exponents of more than 8 digits, more than 31 leading zeros, nan, inf,
+# spaces), and the rare long numbers within 10**q of a rounding boundary, go to float() one by
+# one; if there are many, the whole file goes to loadtxt.
 
 _POW10 = 10.0 ** np.arange(23)  # exact doubles
 _PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")  # float() = strtod here
@@ -253,8 +255,8 @@ def parse_numbers(text, source):
     body_start = header_end + 1  # the body is not copied out of ``data``: it can be 100 MB
     if not all(names) or len(set(names)) != len(names) or data.find(b'"', body_start) >= 0:
         return None  # the csv path says what is wrong, and reads quotes
-    # Plain numbers in the first row: parse them here; other forms (nan, inf, spaces, more than
-    # 19 digits) are left to loadtxt at once.
+    # Plain numbers in the first row: parse them here; other forms (nan, inf, spaces) are left to
+    # loadtxt at once.
     values = (_parse_number_rows(data, body_start, len(names))
               if _plain_numbers(first_row.split(",")) else None)
     if values is not None:
@@ -272,14 +274,8 @@ def parse_numbers(text, source):
 
 
 def _plain_numbers(cells):
-    """Whether every cell is [+-]digits[.digits][e[+-]digits] with at most 19 significant digits."""
-    for cell in cells:
-        if not _PLAIN_NUMBER.fullmatch(cell):
-            return False
-        mantissa = re.split("[eE]", cell)[0].lstrip("+-").replace(".", "").lstrip("0")
-        if len(mantissa) > 19:
-            return False
-    return True
+    """Whether every cell is [+-]digits[.digits][e[+-]digits] (what _parse_number_rows reads)."""
+    return all(_PLAIN_NUMBER.fullmatch(cell) for cell in cells)
 
 
 def _all_numbers(cells):
@@ -333,7 +329,7 @@ _TOKEN_RANK[[ord("+"), ord("-")]] = _SIGN
 _TOKEN_RANK[ord(".")] = _POINT
 _TOKEN_RANK[[ord("e"), ord("E")]] = _EXP
 _TOKEN_RANK[[ord(","), ord("\n")]] = _SEPARATOR
-_PAD = 24  # bytes of "0" before a block, so that every cell has 24 bytes before its end
+_PAD = 32  # bytes of "0" around a block, so that a cell has 32 bytes before and after it
 
 
 def _parse_number_block(data, n_columns):
@@ -344,27 +340,34 @@ def _parse_number_block(data, n_columns):
     if at is None:
         return None
     odd = at.pop("odd")  # (n_cells,) bool
-    padded = np.empty(_PAD + len(data), dtype=np.uint8)  # so that a cell has 24 bytes before its end
-    padded[:_PAD] = ord("0")
-    padded[_PAD:] = data
+    padded = np.full(_PAD + len(data) + _PAD, ord("0"), dtype=np.uint8)  # so that every cell has
+    padded[_PAD:-_PAD] = data                                             # 32 bytes around it
     at = {part: positions + _PAD for part, positions in at.items()}  # positions in ``padded``
     n_whole = at["point"] - at["digits"]                  # digits before the point (or the e)
     n_frac = np.maximum(at["exp"] - at["point"] - 1, 0)   # digits after it
     n_exp = np.maximum(at["end"] - at["exp_sign"] - 1, 0)
-    odd |= (n_whole + n_frac == 0) | ((at["exp"] < at["end"]) & (n_exp == 0))
-    odd |= (n_whole > _MAX_DIGITS) | (n_frac > _MAX_DIGITS) | (n_exp > 8)
-    n_whole, n_frac = np.minimum(n_whole, _MAX_DIGITS), np.minimum(n_frac, _MAX_DIGITS)
-    whole, fits_whole = _read_digits(padded, at["point"], n_whole)
-    frac, fits_frac = _read_digits(padded, at["exp"], n_frac)
-    odd |= ~fits_whole | ~fits_frac | (whole >= _WHOLE_LIMIT[n_frac])  # so that w < 10**19
-    w = whole * _POW10_INT[np.minimum(n_frac, 19)] + frac
-    q = -n_frac
+    odd |= (n_whole + n_frac == 0) | ((at["exp"] < at["end"]) & (n_exp == 0)) | (n_exp > 8)
+    exponent = np.zeros(len(odd), dtype=np.int64)
     with_exp = np.flatnonzero(at["exp"] < at["end"])  # often none, or all
     if len(with_exp):
-        exponent, _ = _read_digits(padded, at["end"][with_exp], np.minimum(n_exp[with_exp], 8))
-        exponent = exponent.view(np.int64)
-        q[with_exp] += np.where(padded[at["exp_sign"][with_exp]] == ord("-"), -exponent, exponent)
+        e = _read_digits(padded, at["end"][with_exp], np.minimum(n_exp[with_exp], 8)).view(np.int64)
+        exponent[with_exp] = np.where(padded[at["exp_sign"][with_exp]] == ord("-"), -e, e)
+    w, q = np.empty(len(odd), dtype=np.uint64), np.empty(len(odd), dtype=np.int64)
+    short = n_whole + n_frac <= 19  # then w < 10**19 < 2**64: one uint64 holds it
+    cells = slice(None) if short.all() else np.flatnonzero(short)  # (a slice: no copies)
+    whole = _read_digits(padded, at["point"][cells], n_whole[cells])
+    w[cells] = whole * _POW10_INT[n_frac[cells]] + _read_digits(padded, at["exp"][cells], n_frac[cells])
+    q[cells] = exponent[cells] - n_frac[cells]
+    long = np.flatnonzero(~short & ~odd)  # leading zeros, or more than 19 significant digits
+    if len(long):
+        w[long], q[long], cut, readable = _leading_digits(
+            padded, at["digits"][long], at["point"][long], at["exp"][long], exponent[long])
+        odd[long[~readable]] = True
+        cut = long[cut & readable]
     values = _nearest_double(w, q, odd)
+    if len(long) and len(cut):  # w * 10**q <= value < (w + 1) * 10**q: if both ends round to the
+        above = _nearest_double(w[cut] + np.uint64(1), q[cut], odd[cut])  # same double, so does
+        odd[cut[above.view(np.uint64) != values[cut].view(np.uint64)]] = True  # the value
     np.negative(values, out=values, where=padded[at["first"]] == ord("-"))
     odd_cells = np.flatnonzero(odd)
     spans = np.stack([at["first"][odd_cells], at["end"][odd_cells]], axis=1) - _PAD
@@ -421,11 +424,32 @@ def _cell_layout(data, n_columns):
             "exp_sign": where_is(_EXP_SIGN, exp), "end": end, "odd": odd}
 
 
+def _leading_digits(padded, digits, point, exp, exponent):
+    """For k cells of more than 19 digits, with positions digits, point, exp (k,) as in
+    ``_cell_layout`` and exponent (k,) int64 the value after the e -> (w (k,) uint64, the first
+    19 significant digits (leading zeros do not count); q (k,) int64; cut (k,) bool, where more
+    digits follow: w * 10**q is then below the value, by less than 10**q; readable (k,) bool,
+    False where more than 31 leading zeros hide the first significant digit)."""
+    ahead = _bytes_before(padded, digits + 32, 32)  # (k, 32) the bytes from each first digit
+    nonzero = ahead - np.uint8(ord("1")) <= 8        # "1" to "9" (the others wrap around)
+    first = nonzero.argmax(axis=1)                   # the first, or 0 if none
+    found = nonzero[np.arange(len(first)), first]
+    readable = found | (exp - digits <= 32)  # no nonzero digit in 32 bytes: unreadable, or 0
+    start = np.where(found, np.minimum(digits + first, exp), exp)  # the first significant digit
+    n_before = np.clip(point - start, 0, 19)                       # taken before the point
+    after = np.maximum(start, point + 1)
+    n_after = np.clip(exp - after, 0, 19 - n_before)               # and after it
+    w = (_read_digits(padded, start + n_before, n_before) * _POW10_INT[n_after]
+         + _read_digits(padded, after + n_after, n_after))
+    last = np.where(n_after > 0, after + n_after, start + n_before)  # just after the last taken
+    q = exponent + point - last + (last > point)  # the power of ten of the last digit taken
+    n_significant = exp - start - ((start < point) & (point < exp))
+    return w, q, n_significant > n_before + n_after, readable
+
+
 # Reading digits: eight ASCII digits at a time, as one little-endian uint64 (first digit lowest)
 
-_MAX_DIGITS = 24  # digits before or after the point that a cell may have (3 words of 8)
 _POW10_INT = np.array([10 ** k for k in range(20)], dtype=np.uint64)
-_WHOLE_LIMIT = np.array([10 ** max(19 - k, 0) for k in range(_MAX_DIGITS + 1)], dtype=np.uint64)
 _LOW32 = np.uint64(0xFFFF_FFFF)
 
 
@@ -444,25 +468,26 @@ _LAST_BYTES = {n_words: _last_bytes_masks(n_words) for n_words in (1, 2, 3)}
 
 
 def _read_digits(padded, ends, counts):
-    """The integers written by the counts[i] <= 24 digits before padded[ends[i]], for ends (n,)
-    and counts (n,) int64 -> (values (n,) uint64, fits (n,) bool: value < 10**19, else wrong)."""
-    n = len(ends)
+    """The integers written by the counts[i] <= 19 digits before padded[ends[i]], for ends (n,)
+    and counts (n,) int64 -> (n,) uint64."""
     n_words = -(-int(counts.max(initial=0)) // 8)  # as few as the longest needs
     if n_words == 0:
-        return np.zeros(n, dtype=np.uint64), np.ones(n, dtype=bool)
+        return np.zeros(len(ends), dtype=np.uint64)
     width = 8 * n_words
-    windows = np.ndarray((len(padded) - width + 1,), dtype=f"V{width}", buffer=padded, strides=(1,))
-    digits = windows[ends - width].view(np.uint8).reshape(n, width)  # (n, width) the bytes before
-    digits -= np.uint8(ord("0"))                                      # each end, as digit values
+    digits = _bytes_before(padded, ends, width)  # (n, width)
+    digits -= np.uint8(ord("0"))                  # as digit values
     words = digits.view("<u8") & np.take(_LAST_BYTES[n_words], counts, axis=0)  # (n, n_words),
     eights = _eight_digits(words)                                 # other cells' bytes zeroed
-    if n_words == 1:
-        return eights[:, 0], np.ones(n, dtype=bool)
-    value = eights[:, -2] * np.uint64(10 ** 8) + eights[:, -1]
-    if n_words == 2:
-        return value, np.ones(n, dtype=bool)
-    top = eights[:, 0]  # < 10**8, but value + top * 10**16 only fits below 10**19
-    return value + top * np.uint64(10 ** 16), top < np.uint64(1000)
+    value = eights[:, 0]
+    for k in range(1, n_words):  # < 10**19 < 2**64 for up to 19 digits
+        value = value * np.uint64(10 ** 8) + eights[:, k]
+    return value
+
+
+def _bytes_before(padded, ends, width):
+    """padded[ends[i] - width:ends[i]] for ends (n,) -> (n, width) uint8, a copy."""
+    windows = np.ndarray((len(padded) - width + 1,), dtype=f"V{width}", buffer=padded, strides=(1,))
+    return windows[ends - width].view(np.uint8).reshape(len(ends), width)
 
 
 def _eight_digits(words):
