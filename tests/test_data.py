@@ -530,6 +530,26 @@ def test_a_file_of_many_blocks_reads_as_loadtxt_reads_it():
     assert np.stack([t.numbers(name) for name in t.names], axis=1).tobytes() == x.tobytes()
 
 
+def test_a_few_nan_inf_and_spaced_cells_keep_the_fast_path_and_a_signed_nan_leaves_it():
+    from tinymtl.data import _parse_number_rows, parse_numbers
+    rows = [f"{i}.5,{i * 1e-3:.18e},{-i}" for i in range(100)]
+    rows[3], rows[50], rows[97] = "nan,1, 2", "-Infinity,NaN,+inf", "\t7 , 8e1 ,inf"
+    text = "a,b,c\n" + "\n".join(rows) + "\n"
+    parsed = _parse_number_rows(text.encode(), len("a,b,c\n"), 3)
+    expected = np.loadtxt(io.StringIO(text), delimiter=",", skiprows=1)
+    assert parsed is not None and parsed.tobytes() == expected.tobytes()
+    assert_same_meaning(*both_paths(text))
+    rows[60] = "1,-nan,2"  # a value for the csv path, not missing
+    assert _parse_number_rows(("\n".join(rows) + "\n").encode(), 0, 3) is None
+
+
+def test_a_first_row_of_mostly_plain_numbers_takes_the_bulk_parser():
+    from tinymtl.data import _mostly_plain_numbers
+    assert _mostly_plain_numbers(["1.5"] * 20 + [" nan"])
+    assert not _mostly_plain_numbers(["1.5"] * 19 + ["nan", "inf"])  # loadtxt, at once
+    assert not _mostly_plain_numbers(["1.5"] * 20 + ["-nan"])
+
+
 def test_a_few_odd_cells_go_to_float_and_many_to_loadtxt():
     from tinymtl.data import _parse_number_rows
     long = "1e000000001"  # an exponent of 9 digits: left to float()

@@ -222,6 +222,8 @@ def parse_csv(lines, source):
 
 _POW10 = 10.0 ** np.arange(23)  # exact doubles
 _PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")  # float() = strtod here
+_OTHER_NUMBER = re.compile(r"[ \t]*(?:[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?inf(?:inity)?|nan)[ \t]*",
+                           re.IGNORECASE)  # as loadtxt reads them; a signed nan is for the csv path
 _BLOCK_BYTES = 196_608  # rows are parsed in blocks of about this many bytes: temporaries stay in cache
 
 
@@ -255,10 +257,9 @@ def parse_numbers(text, source):
     body_start = header_end + 1  # the body is not copied out of ``data``: it can be 100 MB
     if not all(names) or len(set(names)) != len(names) or data.find(b'"', body_start) >= 0:
         return None  # the csv path says what is wrong, and reads quotes
-    # Plain numbers in the first row: parse them here; other forms (nan, inf, spaces) are left to
-    # loadtxt at once.
+    # Plain numbers in the first row (or nearly all): parse them here; else leave them to loadtxt.
     values = (_parse_number_rows(data, body_start, len(names))
-              if _plain_numbers(first_row.split(",")) else None)
+              if _mostly_plain_numbers(first_row.split(",")) else None)
     if values is not None:
         lines = np.arange(2, len(values) + 2)
     else:
@@ -273,9 +274,11 @@ def parse_numbers(text, source):
                  raw_text=data)
 
 
-def _plain_numbers(cells):
-    """Whether every cell is [+-]digits[.digits][e[+-]digits] (what _parse_number_rows reads)."""
-    return all(_PLAIN_NUMBER.fullmatch(cell) for cell in cells)
+def _mostly_plain_numbers(cells):
+    """Whether every cell is a number that loadtxt reads, and at most 1 in 20 is not of the form
+    [+-]digits[.digits][e[+-]digits], the form _parse_number_rows reads in bulk."""
+    n_other = sum(not _PLAIN_NUMBER.fullmatch(cell) for cell in cells)
+    return n_other <= len(cells) // 20 and all(_OTHER_NUMBER.fullmatch(cell) for cell in cells)
 
 
 def _all_numbers(cells):
@@ -290,7 +293,8 @@ def _all_numbers(cells):
 
 def _parse_number_rows(data, start, n_columns):
     """The rows of numbers in data[start:] (bytes) -> values (n_rows, n_columns) float64, or None
-    if a row has another number of fields, a line is blank, or a cell is not a plain number."""
+    if a row has another number of fields, a line is blank, a cell is not a number loadtxt
+    reads (nan, inf and spaces are; a signed nan is not) or 1 cell in 20 is not plain."""
     # Each block allocates and frees a few MB of temporaries. glibc's malloc gives free memory at
     # the top of the heap back to the system once it exceeds its trim threshold (128 KB at first),
     # so every block would fault its pages in again: 200,000 page faults for a 100 MB file, a
@@ -314,8 +318,8 @@ def _parse_number_rows(data, start, n_columns):
             return None  # many cells of other forms: loadtxt is faster than float() one by one
         for i, (first, end) in zip(odd.tolist(), odd_spans.tolist()):
             cell = data[start + first:start + end].decode("latin-1")  # any byte: a character
-            if not _PLAIN_NUMBER.fullmatch(cell):
-                return None  # nan, inf, spaces, text, an empty cell...
+            if not _OTHER_NUMBER.fullmatch(cell):
+                return None  # an empty cell, text, "-nan"...: loadtxt or the csv path decides
             values[i] = float(cell)
         blocks.append(values)
         start = stop
