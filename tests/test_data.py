@@ -543,6 +543,14 @@ def test_a_few_nan_inf_and_spaced_cells_keep_the_fast_path_and_a_signed_nan_leav
     assert _parse_number_rows(("\n".join(rows) + "\n").encode(), 0, 3) is None
 
 
+def test_blank_lines_at_the_end_keep_the_fast_path():
+    from tinymtl.data import _parse_number_rows
+    for end in ["", "\n", "\n\n\n"]:
+        text = "a,b\n1,2.5\n-3,4e2" + end
+        assert _parse_number_rows(text.encode(), 4, 2).tolist() == [[1, 2.5], [-3, 400]]
+        assert_same_meaning(*both_paths(text))
+
+
 def test_a_first_row_of_mostly_plain_numbers_takes_the_bulk_parser():
     from tinymtl.data import _mostly_plain_numbers
     assert _mostly_plain_numbers(["1.5"] * 20 + [" nan"])

@@ -303,11 +303,14 @@ def _parse_number_rows(data, start, n_columns):
     np.empty(8 << 20, dtype=np.uint8)
     blocks, n_cells, n_odd = [], 0, 0
     all_bytes = np.frombuffer(data, dtype=np.uint8)  # not a copy
-    while start < len(data):
-        stop = (data.rfind(b"\n", start, start + _BLOCK_BYTES) + 1
-                or data.find(b"\n", start + _BLOCK_BYTES) + 1 or len(data))  # whole rows
+    end = len(data)
+    while end > start and data[end - 1] == ord("\n"):
+        end -= 1  # blank lines at the end of the file, and the last newline
+    while start < end:
+        stop = (data.rfind(b"\n", start, min(start + _BLOCK_BYTES, end)) + 1
+                or data.find(b"\n", start + _BLOCK_BYTES, end) + 1 or end)  # whole rows
         block = all_bytes[start:stop]
-        if data[stop - 1] != ord("\n"):  # the last row, without its newline
+        if stop == end:  # the last row
             block = np.append(block, np.uint8(ord("\n")))
         parsed = _parse_number_block(block, n_columns)
         if parsed is None:
@@ -316,8 +319,8 @@ def _parse_number_rows(data, start, n_columns):
         n_cells, n_odd = n_cells + len(values), n_odd + len(odd)
         if n_odd > n_cells // 20:
             return None  # many cells of other forms: loadtxt is faster than float() one by one
-        for i, (first, end) in zip(odd.tolist(), odd_spans.tolist()):
-            cell = data[start + first:start + end].decode("latin-1")  # any byte: a character
+        for i, (cell_start, cell_end) in zip(odd.tolist(), odd_spans.tolist()):
+            cell = data[start + cell_start:start + cell_end].decode("latin-1")  # a byte, a character
             if not _OTHER_NUMBER.fullmatch(cell):
                 return None  # an empty cell, text, "-nan"...: loadtxt or the csv path decides
             values[i] = float(cell)
