@@ -222,9 +222,10 @@ def parse_csv(lines, source):
 
 _POW10 = 10.0 ** np.arange(23)  # exact doubles
 _PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")  # float() = strtod here
-_OTHER_NUMBER = re.compile(r"[ \t]*(?:[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?inf(?:inity)?|nan)[ \t]*",
-                           re.IGNORECASE)  # as loadtxt reads them; a signed nan is for the csv path
-_BLOCK_BYTES = 196_608  # rows are parsed in blocks of about this many bytes: temporaries stay in cache
+_OTHER_NUMBER = re.compile(  # as loadtxt reads them too; a signed nan is for the csv path
+    r"[ \t]*(?:[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?inf(?:inity)?|nan)[ \t]*",
+    re.IGNORECASE)
+_BLOCK_BYTES = 196_608  # rows are parsed in blocks of about this many bytes: temporaries in cache
 
 
 def parse_numbers(text, source):
@@ -320,7 +321,7 @@ def _parse_number_rows(data, start, n_columns):
         if n_odd > n_cells // 20:
             return None  # many cells of other forms: loadtxt is faster than float() one by one
         for i, (cell_start, cell_end) in zip(odd.tolist(), odd_spans.tolist()):
-            cell = data[start + cell_start:start + cell_end].decode("latin-1")  # a byte, a character
+            cell = data[start + cell_start:start + cell_end].decode("latin-1")  # byte = character
             if not _OTHER_NUMBER.fullmatch(cell):
                 return None  # an empty cell, text, "-nan"...: loadtxt or the csv path decides
             values[i] = float(cell)
@@ -363,7 +364,8 @@ def _parse_number_block(data, n_columns):
     short = n_whole + n_frac <= 19  # then w < 10**19 < 2**64: one uint64 holds it
     cells = slice(None) if short.all() else np.flatnonzero(short)  # (a slice: no copies)
     whole = _read_digits(padded, at["point"][cells], n_whole[cells])
-    w[cells] = whole * _POW10_INT[n_frac[cells]] + _read_digits(padded, at["exp"][cells], n_frac[cells])
+    frac = _read_digits(padded, at["exp"][cells], n_frac[cells])
+    w[cells] = whole * _POW10_INT[n_frac[cells]] + frac
     q[cells] = exponent[cells] - n_frac[cells]
     long = np.flatnonzero(~short & ~odd)  # leading zeros, or more than 19 significant digits
     if len(long):
@@ -498,7 +500,7 @@ def _bytes_before(padded, ends, width):
 
 
 def _eight_digits(words):
-    """words (...) uint64 of 8 digit values, first digit in the low byte -> the numbers they write."""
+    """words (...) uint64 of 8 digit values, first digit in the low byte -> the numbers written."""
     words = words * np.uint64(10) + (words >> np.uint64(8))  # each byte pair: 10 * first + second
     words &= np.uint64(0x00FF_00FF_00FF_00FF)
     words = words * np.uint64(100) + (words >> np.uint64(16))  # pairs of pairs
@@ -535,13 +537,14 @@ def _nearest_double(w, q, odd):
 def _truncated_powers_of_five():
     """5**q for q in [_Q_MIN, _Q_MAX] to 128 bits, the top bit set: (hi (651,), lo (651,)) uint64.
 
-    Exact for 0 <= q <= 55; else the top 128 bits, rounded down for q > 55 and up for q < 0 (so
-    the table of fast_float, Go and Rust, whose first row is 0xeef453d6923bd65a, 0x113faa2906a13b3f)."""
+    Exact for 0 <= q <= 55; else the top 128 bits, rounded down for q > 55 and up for q < 0: the
+    table of fast_float, Go and Rust (first row 0xeef453d6923bd65a, 0x113faa2906a13b3f)."""
     hi, lo = [], []
     for q in range(_Q_MIN, _Q_MAX + 1):
         if q >= 0:
             p = 5 ** q
-            p = p << (128 - p.bit_length()) if p.bit_length() <= 128 else p >> (p.bit_length() - 128)
+            shift = 128 - p.bit_length()
+            p = p << shift if shift >= 0 else p >> -shift
         else:
             p5 = 5 ** -q
             z = p5.bit_length()
@@ -561,7 +564,8 @@ def _full_product(a, b):
     b_lo, b_hi = b & _LOW32, b >> np.uint64(32)
     lo_lo, lo_hi, hi_lo = a_lo * b_lo, a_lo * b_hi, a_hi * b_lo  # each < 2**64: no wrap-around
     middle = (lo_lo >> np.uint64(32)) + (lo_hi & _LOW32) + (hi_lo & _LOW32)  # < 3 * 2**32
-    hi = a_hi * b_hi + (lo_hi >> np.uint64(32)) + (hi_lo >> np.uint64(32)) + (middle >> np.uint64(32))
+    hi = (a_hi * b_hi + (lo_hi >> np.uint64(32)) + (hi_lo >> np.uint64(32))
+          + (middle >> np.uint64(32)))
     lo = (middle << np.uint64(32)) | (lo_lo & _LOW32)
     return hi, lo
 
