@@ -377,7 +377,7 @@ def _parse_number_block(data, n_columns):
     if len(long) and len(cut):  # w * 10**q <= value < (w + 1) * 10**q: if both ends round to the
         above = _nearest_double(w[cut] + np.uint64(1), q[cut], odd[cut])  # same double, so does
         odd[cut[above.view(np.uint64) != values[cut].view(np.uint64)]] = True  # the value
-    np.negative(values, out=values, where=padded[at["first"]] == ord("-"))
+    values = np.where(padded[at["first"]] == ord("-"), -values, values)  # -0.0 for "-0"
     odd_cells = np.flatnonzero(odd)
     spans = np.stack([at["first"][odd_cells], at["end"][odd_cells]], axis=1) - _PAD
     return values, odd_cells, spans
