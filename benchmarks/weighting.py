@@ -27,7 +27,6 @@ import argparse
 import concurrent.futures
 import io
 import json
-import math
 import os
 import sys
 import tempfile
@@ -40,7 +39,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per process: --jobs ru
 
 from tinymtl import TrainingDiverged, train  # noqa: E402
 from tinymtl.data import read_csv  # noqa: E402
-from tinymtl.model import Model  # noqa: E402
 
 METHODS = ["fixed", "uncertainty", "gradnorm", "dwa", "pcgrad"]
 REFERENCE = "fixed, targets scaled"  # fixed weights with train's default standardisation

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, HealthCheck, strategies as st
 
-import tinymtl
 from tinymtl import Classify, MultiTaskNet, Regress
 from tinymtl.checkpoint import read_safetensors, save_npz, write_safetensors
 from tinymtl.errors import CheckpointError

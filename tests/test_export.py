@@ -4,7 +4,6 @@ The PyTorch tests skip without torch or safetensors; the hand-built-file tests a
 """
 
 import json
-import struct
 
 import numpy as np
 import pytest

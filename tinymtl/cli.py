@@ -318,7 +318,7 @@ def format_metrics(metrics, tasks):
             lines.append(f"  {name} (classify, {m['n_labelled']} rows): accuracy {m['accuracy']:.4f}"
                          f"  macro F1 {m['macro_f1']:.4f}")
             width = max(len(str(v)) for v in [*task.classes, *np.ravel(m["confusion_matrix"])])
-            lines.append(f"    confusion matrix (rows: true class, columns: predicted)")
+            lines.append("    confusion matrix (rows: true class, columns: predicted)")
             lines.append("    " + " " * width + "  " + "  ".join(f"{c:>{width}}" for c in task.classes))
             for c, row in zip(task.classes, m["confusion_matrix"]):
                 lines.append(f"    {c:>{width}}  " + "  ".join(f"{v:>{width}}" for v in row))

@@ -92,7 +92,6 @@ def start_from(args, dataset, *, rng, default_hidden):
 def targets_for(model, dataset_targets, n_rows):
     """The network's targets for every head: kept heads that are not in the data get no labels
     (class -1, value NaN), so they contribute no loss and no gradient."""
-    import numpy as np
 
     targets = dict(dataset_targets)
     for name, task in model.tasks.items():
