@@ -116,6 +116,32 @@ def test_one_small_sgd_step_lowers_the_loss_on_a_fixed_batch(arch):
     assert net.loss_and_gradients(X, targets)[0] < loss
 
 
+@given(architectures, st.integers(1, 4), st.sampled_from([np.float32, np.float64]))
+def test_fit_is_sgd_on_loss_and_gradients_batch_by_batch(arch, batch_size, dtype):
+    """Each step of fit is p -= lr * dL/dp of that batch, as loss_and_gradients gives it, in the
+    shuffle's order: also the epoch's shorter last batch (whose workspace lies within the full
+    batch's), with missing labels and targets."""
+    n_inputs, hidden, kinds, n_rows, seed = arch
+    rng = np.random.default_rng(seed)
+    heads = {f"task{i}": head for i, head in enumerate(kinds)}
+    X = rng.standard_normal((n_rows, n_inputs))
+    targets = random_targets(rng, heads, n_rows, missing=0.2)
+    trained = MultiTaskNet(n_inputs, hidden, heads, seed=seed % 1000, dtype=dtype)
+    stepped = MultiTaskNet(n_inputs, hidden, heads, seed=seed % 1000, dtype=dtype)
+    trained.fit(X, targets, epochs=2, batch_size=batch_size, lr=0.01, rng=np.random.default_rng(1))
+    shuffle = np.random.default_rng(1)
+    for _ in range(2):
+        order = shuffle.permutation(n_rows)
+        for start in range(0, n_rows, batch_size):
+            rows = order[start:start + batch_size]
+            _, grads = stepped.loss_and_gradients(X[rows], {k: t[rows] for k, t in targets.items()})
+            for name, p in stepped.parameters().items():
+                p -= 0.01 * grads[name]
+    for name, p in trained.parameters().items():
+        np.testing.assert_allclose(p, stepped.parameters()[name], rtol=1e-5 if dtype == np.float32 else 1e-12,
+                                   atol=1e-6 if dtype == np.float32 else 1e-14, err_msg=name)
+
+
 def test_parameters_are_live_arrays():
     rng = np.random.default_rng(0)
     net = random_net(rng, 3, (4,), {"y": Classify(3), "t": Regress(1)})
