@@ -109,3 +109,60 @@ def test_losses_keep_their_dtype(dtype):
 def test_row_max_and_row_sum_match_numpy_on_both_paths(x):
     np.testing.assert_array_equal(row_max(x), x.max(axis=1, keepdims=True))
     np.testing.assert_allclose(row_sum(x), x.sum(axis=1, keepdims=True), rtol=1e-9, atol=1e-6)
+
+
+def plain_cross_entropy(logits, labels, class_weights=None):
+    """The docstring's plain NumPy version of softmax_cross_entropy: the reference."""
+    k = logits.shape[1]
+    r = np.where(labels >= 0, 1.0 if class_weights is None else np.asarray(class_weights)[labels % k], 0.0)
+    m = logits.max(axis=1, keepdims=True)
+    e = np.exp(logits - m)
+    s = e.sum(axis=1, keepdims=True)
+    rows = np.flatnonzero(r)
+    if r.sum() == 0:
+        return 0.0, np.zeros_like(logits)
+    loss = np.sum(r[rows] * (np.log(s[rows, 0]) - (logits - m)[rows, labels[rows]])) / r.sum()
+    grad = e / s * r[:, None] / r.sum()
+    grad[rows, labels[rows]] -= r[rows] / r.sum()
+    return loss, grad
+
+
+@given(logits_and_labels(), st.data())
+def test_cross_entropy_in_buffers_equals_the_plain_version(case, data):
+    """With a Fortran- or C-order out and one Scratch reused over calls (as in training), with
+    unlabelled rows and class weights (some zero)."""
+    from tinymtl.losses import Scratch
+    z, labels = case
+    n, k = z.shape
+    labels = np.where(data.draw(npst.arrays(np.bool_, n)), -1, labels)
+    weights = data.draw(st.none() | st.lists(st.sampled_from([0.0, 0.5, 1.0, 3.0]), min_size=k, max_size=k))
+    order = data.draw(st.sampled_from("CF"))
+    logits = np.asfortranarray(z) if order == "F" else z
+    out, scratch = np.empty((n, k), order=order), Scratch()
+    expected_loss, expected_grad = plain_cross_entropy(z, labels, weights)
+    for _ in range(2):  # the second call reuses the scratch arrays
+        loss, grad = softmax_cross_entropy(logits, labels, class_weights=weights, out=out, scratch=scratch)
+        assert grad is out
+        assert loss == pytest.approx(expected_loss, rel=1e-12, abs=1e-12)
+        np.testing.assert_allclose(grad, expected_grad, rtol=1e-12, atol=1e-15)
+
+
+def test_losses_refuse_an_out_that_overlaps_their_inputs_and_labels_out_of_range():
+    z, labels = np.array([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]]), np.array([0, 2])
+    with pytest.raises(ValueError, match="apart from the logits"):
+        softmax_cross_entropy(z, labels, out=z)
+    for bad in ([0, 3], [-2, 0]):
+        with pytest.raises(ValueError, match=r"class indices 0\.\.2, or -1"):
+            softmax_cross_entropy(z, np.array(bad))
+    with pytest.raises(ValueError, match="apart from pred and target"):
+        mse(z, z * 2, out=z)
+
+
+def test_mse_into_a_strided_out_leaves_missing_targets_out():
+    pred = np.arange(8.0).reshape(4, 2)
+    target = np.zeros((4, 2))
+    target[0, 1] = np.nan
+    out = np.empty((4, 4))[:, :2]
+    loss, grad = mse(pred, target, out=out)
+    assert loss == pytest.approx(np.nansum((pred - target) ** 2) / 7)
+    assert grad is out and grad[0, 1] == 0.0

@@ -73,8 +73,8 @@ class _CrossEntropyBuffers:
     """The arrays ``softmax_cross_entropy`` needs besides its gradient, for one shape of call.
 
     Per row (batch,): the weight r, the largest logit m, the shifted true logit z_y - m, the
-    sum s, the row's loss, the true class's gradient and its flat position in the gradient's
-    memory. Lookup tables from a label (0..k-1, or -1, which "wrap" mode sends to the extra last
+    sum s, the row's loss, its gradient's scale r / (s sum r), the true class's gradient and its
+    flat position in the gradient's memory. Lookup tables from a label (0..k-1, or -1, which "wrap" mode sends to the extra last
     entry) to its class weight and to its class's offset in a row: -1 gets weight 0 and offset 0
     (class 0), so an unlabelled row counts for nothing. ``spread`` has the gradient's shape.
     """
@@ -82,24 +82,23 @@ class _CrossEntropyBuffers:
     def __init__(self, grad, class_weights):
         n_rows, k = grad.shape
         dtype = grad.dtype
-        self.row_weight, self.largest, self.true_shifted, self.sums, self.row_loss, self.true_grad = (
-            np.empty(n_rows, dtype) for _ in range(6))
+        (self.row_weight, self.largest, self.true_shifted, self.sums, self.row_loss, self.row_scale,
+         self.true_grad) = (np.empty(n_rows, dtype) for _ in range(7))
         self.true_index = np.empty(n_rows, np.intp)
         row_stride, class_stride = (stride // grad.itemsize for stride in grad.strides)
         self.row_start = np.arange(n_rows, dtype=np.intp) * row_stride
         self.weight_of = np.array([*(class_weights or (1.0,) * k), 0.0], dtype)
         self.offset_of = np.append(np.arange(k, dtype=np.intp) * class_stride, 0)
         self.spread = np.empty_like(grad)
-        self.largest_column, self.sums_column = self.largest[:, None], self.sums[:, None]
+        self.largest_column, self.row_scale_column = self.largest[:, None], self.row_scale[:, None]
 
 
 def softmax_cross_entropy(logits, labels, *, class_weights=None, out=None, scratch=None):
     """Mean cross-entropy of softmax(logits) against integer labels, and its gradient.
 
-    logits (batch, k); labels (batch,) integers in [0, k), or -1 for "no label" (not checked
-    here: ``Classify.check_target`` checks them once, before training); class_weights (k,) or
-    None; out (batch, k) or None, C or Fortran contiguous, receives the gradient; scratch: a
-    ``Scratch`` for the other arrays (see below).
+    logits (batch, k); labels (batch,) integers in [0, k), or -1 for "no label"; class_weights
+    (k,) or None; out (batch, k) or None, C or Fortran contiguous and apart from the logits,
+    receives the gradient; scratch: a ``Scratch`` for the other arrays (see below).
 
         r_i = class_weights[labels[i]] (1 without class weights; 0 for unlabelled rows)
         L   = sum_i r_i * -log softmax(logits_i)[labels_i]  /  sum_i r_i
@@ -113,17 +112,33 @@ def softmax_cross_entropy(logits, labels, *, class_weights=None, out=None, scrat
     every exp(.) is <= 1 and s_i is in [1, k], so
         -log softmax(z_i)[y] = log s_i - (z_iy - m_i)     is finite for logits of any size.
 
-    Speed and memory: with ``out`` and ``scratch`` given, nothing is allocated. Every per-row
-    vector lives in ``scratch``; a per-row value is spread over its row with ``copyto`` before
-    it meets the (batch, k) array, because a ufunc that broadcasts it copies it through a scratch
-    buffer of its own; the true class's entries are read and written at their flat positions
-    in memory. The network passes logits stored class by class (Fortran order), so that every
-    reduction over a row runs along contiguous memory.
+    In plain NumPy, allocating as it goes, this function is:
+
+        m = logits.max(axis=1, keepdims=True)
+        e = np.exp(logits - m)
+        s = e.sum(axis=1, keepdims=True)
+        rows = np.flatnonzero(r)                              # the labelled rows
+        loss = np.sum(r[rows] * (np.log(s[rows, 0]) - (logits - m)[rows, labels[rows]])) / r.sum()
+        grad = e / s * r[:, None] / r.sum()
+        grad[rows, labels[rows]] -= r[rows] / r.sum()
+
+    (tests/test_losses.py checks it against that.) Speed and memory: with ``out`` and
+    ``scratch`` given, nothing below is allocated. Every per-row vector lives in ``scratch``; a
+    per-row value is spread over its row with ``copyto`` before it meets the (batch, k) array,
+    because a ufunc that broadcasts it copies it through a scratch buffer of its own; the true
+    class's entries are read and written at their flat positions in memory ("wrap" mode only
+    skips the bounds check, which would gather through a buffer too). The network passes logits
+    stored class by class (Fortran order): each class's column is contiguous, so a reduction
+    over a row is k - 1 element-wise operations on whole columns.
     """
     n_rows, k = logits.shape
     grad = np.empty(logits.shape, logits.dtype, order=_order(logits)) if out is None else out
     if not (grad.flags.c_contiguous or grad.flags.f_contiguous):
         raise ValueError("softmax_cross_entropy needs a contiguous out array")
+    if np.may_share_memory(grad, logits):
+        raise ValueError("softmax_cross_entropy needs an out array apart from the logits")
+    if n_rows and (np.minimum.reduce(labels) < -1 or np.maximum.reduce(labels) >= k):
+        raise ValueError(f"labels must be class indices 0..{k - 1}, or -1 for no label")
     weights = None if class_weights is None else tuple(class_weights)
     b = (Scratch() if scratch is None else scratch).get(
         ("cross-entropy", grad.shape, grad.strides, grad.dtype, weights),
@@ -149,8 +164,8 @@ def softmax_cross_entropy(logits, labels, *, class_weights=None, out=None, scrat
     loss = float(np.vdot(row_loss, r)) / total_weight
 
     r /= total_weight                                                    # r / sum r
-    np.divide(r, b.sums, out=b.sums)                                     # r / (s sum r)
-    np.copyto(b.spread, b.sums_column)
+    np.divide(r, b.sums, out=b.row_scale)                                # r / (s sum r)
+    np.copyto(b.spread, b.row_scale_column)
     grad *= b.spread                                                     # r softmax / sum r
     true_grad = flat.take(true_index, out=b.true_grad, mode="wrap")
     true_grad -= r
@@ -162,8 +177,8 @@ def mse(pred, target, *, out=None, scratch=None):
     """Mean squared error over every labelled element, and its gradient.
 
     pred (batch, k); target (batch, k) of pred's dtype, NaN where there is no label;
-    out (batch, k) or None, receives the gradient; scratch: a ``Scratch`` (see
-    ``softmax_cross_entropy``).
+    out (batch, k) or None, apart from pred and target, receives the gradient; scratch: a
+    ``Scratch`` (see ``softmax_cross_entropy``).
 
         L        = sum_labelled (pred - target)^2 / n_labelled
         dL/dpred = 2 (pred - target) / n_labelled, and 0 where the target is missing
@@ -171,11 +186,12 @@ def mse(pred, target, *, out=None, scratch=None):
     With every element labelled this is ``torch.nn.MSELoss()`` (the mean over all elements).
     """
     diff = np.empty(pred.shape, pred.dtype, order=_order(pred)) if out is None else out
+    if np.may_share_memory(diff, pred) or np.may_share_memory(diff, target):
+        raise ValueError("mse needs an out array apart from pred and target")
     np.copyto(diff, target)  # the targets in pred's memory order: the subtraction needs no buffer
     np.subtract(pred, diff, out=diff)  # (batch, k); becomes the gradient below
     n_labelled = diff.size
-    flat = diff.ravel(order="K")  # a view (vdot would copy a Fortran-order array to flatten it)
-    squared_error = float(np.vdot(flat, flat))  # sum of squares; NaN if a target is missing
+    squared_error = _sum_of_squares(diff)  # NaN if a target is missing
     if math.isnan(squared_error):  # leave the missing targets (NaN) out
         missing = (Scratch() if scratch is None else scratch).get(
             ("missing", diff.shape, diff.strides), lambda: np.empty_like(diff, dtype=np.bool_))
@@ -184,8 +200,15 @@ def mse(pred, target, *, out=None, scratch=None):
         np.subtract(pred, diff, out=diff)
         np.copyto(diff, 0, where=missing)
         n_labelled -= int(np.count_nonzero(missing))
-        squared_error = float(np.vdot(flat, flat))
+        squared_error = _sum_of_squares(diff)
     if n_labelled == 0:
         return 0.0, diff
     diff *= 2.0 / n_labelled  # a Python float keeps the dtype
     return squared_error / n_labelled, diff
+
+
+def _sum_of_squares(a):
+    """sum(a ** 2) as one dot product; of a contiguous array (C or Fortran order) without a copy,
+    which vdot would make to flatten a Fortran-order array."""
+    flat = a.ravel(order="K")
+    return float(np.vdot(flat, flat))
