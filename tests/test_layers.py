@@ -31,6 +31,27 @@ def test_dense_gradients_match_central_differences(seed):
     assert max(errors.values()) < 1e-7, errors
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_dense_with_a_column_of_ones_is_the_same_layer(seed):
+    """The bias trick: [x, 1] @ [W; b] gives x @ W + b, and its one weight-gradient product
+    gives the same dW and db as the plain path, which the central differences above check."""
+    _, analytic, layer, _, x = dense_check(np.random.default_rng(seed))
+    grad_out = np.random.default_rng(seed + 10).standard_normal((x.shape[0], layer.n_out))
+    plain = layer.forward(x).copy()
+    layer.backward(grad_out)
+    expected = {k: g.copy() for k, g in layer.grads.items()}
+    x1 = np.hstack([x, np.ones((x.shape[0], 1))])
+    np.testing.assert_allclose(layer.forward(x1, ones_column=True), plain, rtol=1e-12, atol=1e-12)
+    grad_x = layer.backward(grad_out)
+    for k in ("W", "b"):
+        np.testing.assert_allclose(layer.grads[k], expected[k], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(grad_x, grad_out @ layer.params["W"].T, rtol=1e-12)
+    with pytest.raises(ValueError, match="ending in a column of ones"):
+        layer.forward(x, ones_column=True)
+    with pytest.raises(ValueError, match=r"expects inputs \(batch, 4\)"):
+        layer.forward(x1)
+
+
 def test_gradient_check_catches_a_gradient_off_by_one_percent():
     rng = np.random.default_rng(0)
     _, analytic, layer, loss, _ = dense_check(rng)

@@ -33,7 +33,7 @@ class Dense:
         self.Wb = np.zeros((n_in + 1, n_out), dtype=dtype)  # rows 0..n_in-1: W; last row: b = 0
         self.Wb[:n_in] = rng.standard_normal((n_in, n_out), dtype=dtype) * std
         self.grad_Wb = np.zeros_like(self.Wb)
-        self.x = None  # cache: the input, needed for dL/dW
+        self.x, self.ones_column = None, False  # cache: the input, needed for dL/dW
         self.bind(self.Wb, self.grad_Wb)
 
     def bind(self, Wb, grad_Wb):
@@ -43,10 +43,18 @@ class Dense:
         self.params = {"W": Wb[:-1], "b": Wb[-1]}
         self.grads = {"W": grad_Wb[:-1], "b": grad_Wb[-1]}
 
-    def forward(self, x, out=None):
-        """x (batch, n_in), or x1 (batch, n_in + 1) whose last column is ones -> out (batch, n_out)."""
-        self.x = x
-        if x.shape[1] == self.n_in + 1:  # the bias trick: x1 @ [W; b]
+    def forward(self, x, out=None, *, ones_column=False):
+        """x (batch, n_in) -> out (batch, n_out).
+
+        ``ones_column=True``: x is x1 (batch, n_in + 1), whose last column holds ones (the bias
+        trick), and out = x1 @ Wb.
+        """
+        expected = self.n_in + 1 if ones_column else self.n_in
+        if x.ndim != 2 or x.shape[1] != expected:
+            raise ValueError(f"Dense({self.n_in}, {self.n_out}) expects inputs (batch, {expected})"
+                             f"{' ending in a column of ones' if ones_column else ''}, got {x.shape}")
+        self.x, self.ones_column = x, ones_column
+        if ones_column:
             return np.matmul(x, self.Wb, out=out)
         out = np.matmul(x, self.params["W"], out=out)
         out += self.params["b"]  # broadcast over the batch
@@ -63,7 +71,7 @@ class Dense:
 
         ``need_grad_x=False`` skips the last product (the first layer's input is the data).
         """
-        if self.x.shape[1] == self.n_in + 1:
+        if self.ones_column:
             np.matmul(self.x.T, grad_out, out=self.grad_Wb)
         else:
             np.matmul(self.x.T, grad_out, out=self.grads["W"])
@@ -92,13 +100,16 @@ class ReLU:
         positive = np.greater(x, 0, out=positive)
         self.slope = np.empty_like(x) if slope is None else slope
         np.copyto(self.slope, positive)  # True -> 1.0, False -> 0.0
-        return np.multiply(x, self.slope, out=out)  # 3.5 us on (128, 256), np.maximum(x, 0) 13 us
+        # x * slope: 3.5 us on (128, 256), where np.maximum(x, 0) takes 13 us in cache; so three
+        # fast passes cost about what that one would, and leave the slope that backward needs
+        return np.multiply(x, self.slope, out=out)
 
     @staticmethod
     def apply(x, out=None):
         """x (batch, n) -> max(x, 0), keeping no slope: for prediction, where no backward follows.
 
-        One pass, where forward makes three: on large arrays memory bandwidth decides."""
+        One pass, where forward makes three: on prediction's large arrays, which do not fit in
+        cache, memory traffic decides."""
         return np.maximum(x, 0, out=out)
 
     def backward(self, grad_out, out=None):

@@ -32,9 +32,10 @@ class _Workspace:
     """The arrays of one batch size's forward and backward pass, made once and reused.
 
     A training step writes every activation and activation gradient into these, so after the
-    first batch of each size it allocates nothing. ``rows`` and ``targets`` receive the batch's
-    rows of the data and of each task's targets; ``inputs`` holds the rows followed by a column
-    of ones (the bias trick: see ``Dense``). For hidden layer i, ``hidden[i]`` holds h_i, again
+    first batch of each size it allocates nothing. ``batch_x`` and ``targets`` receive the
+    batch's rows of the data and of each task's targets, gathered; ``inputs`` holds a copy of
+    ``batch_x`` followed by a column of ones (the bias trick: see ``Dense``; gathering straight
+    into its first columns would make NumPy gather through a scratch buffer). For hidden layer i, ``hidden[i]`` holds h_i, again
     followed by a column of ones (the ReLU runs over the whole array in place, and keeps a 1 as
     1); ``slope[i]`` the ReLU's slope and ``positive[i]`` its comparison; ``grad_hidden[i]``
     dL/dh_i, whose last column (the gradient for the constant 1, never used) stays 0.
@@ -62,7 +63,7 @@ class _Workspace:
 
         self.arrays = {}  # name -> the row-major arrays, for a workspace within this one
         self.n_rows = n_rows
-        self.rows = array("rows", n_inputs)
+        self.batch_x = array("batch_x", n_inputs)
         self.targets = {name: array(f"targets.{name}", None, np.int64) if head.kind == "classify"
                         else array(f"targets.{name}", head.n_outputs) for name, head in heads.items()}
         self.inputs = with_ones("inputs", n_inputs)
@@ -284,10 +285,10 @@ class MultiTaskNet:
         h = ws.inputs
         for dense, relu, hidden, slope, positive in zip(self.trunk, self.relus, ws.hidden,
                                                         ws.slope, ws.positive):
-            dense.forward(h, out=hidden[:, :-1])
+            dense.forward(h, out=hidden[:, :-1], ones_column=True)
             # in place: backward needs only the slope
             h = relu.forward(hidden, out=hidden, slope=slope, positive=positive)
-        return self.head_layer.forward(h, out=ws.logits)
+        return self.head_layer.forward(h, out=ws.logits, ones_column=True)
 
     def _losses(self, logits, targets, ws, training=False):
         """Each head's mean loss on its own columns, their weighted total L, and dL/dlogits.
@@ -516,7 +517,7 @@ class MultiTaskNet:
             ws = self._workspace(rows.shape[0])
             # the rows are valid: "wrap" skips the bounds check, which in "raise" mode gathers
             # through a scratch buffer
-            x_batch = x.take(rows, axis=0, out=ws.rows, mode="wrap")
+            x_batch = x.take(rows, axis=0, out=ws.batch_x, mode="wrap")
             batch_targets = {name: t.take(rows, axis=0, out=ws.targets[name], mode="wrap")
                              for name, t in targets.items()}
             losses = self.train_step(x_batch, batch_targets, optimizer)
