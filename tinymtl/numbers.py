@@ -53,16 +53,23 @@ def mostly_plain_numbers(cells):
     return n_other <= len(cells) // 20 and all(OTHER_NUMBER.fullmatch(cell) for cell in cells)
 
 
+def _keep_freed_memory():
+    """Ask glibc's malloc to keep the memory the blocks free, instead of returning it at once.
+
+    Each block allocates and frees a few MB of temporaries. glibc's malloc gives free memory at
+    the top of the heap back to the system once it exceeds its trim threshold (128 KB at first),
+    so every block would fault its pages in again: 200,000 page faults for a 100 MB file, a
+    third of the time. Freeing one 8 MB array (mmapped, being large) raises the threshold to
+    16 MB for good (glibc's dynamic mmap threshold). Elsewhere this costs nothing and does nothing.
+    """
+    np.empty(8 << 20, dtype=np.uint8)
+
+
 def parse_number_rows(data, start, n_columns):
     """The rows of numbers in data[start:] (bytes) -> values (n_rows, n_columns) float64, or None
     if a row has another number of fields, a line is blank, a cell is not a number loadtxt
     reads (nan, inf and spaces are; a signed nan is not) or 1 cell in 20 is not plain."""
-    # Each block allocates and frees a few MB of temporaries. glibc's malloc gives free memory at
-    # the top of the heap back to the system once it exceeds its trim threshold (128 KB at first),
-    # so every block would fault its pages in again: 200,000 page faults for a 100 MB file, a
-    # third of the time. Freeing one 8 MB array (mmapped, being large) raises the threshold to
-    # 16 MB for good (glibc's dynamic mmap threshold); elsewhere this line costs nothing.
-    np.empty(8 << 20, dtype=np.uint8)
+    _keep_freed_memory()
     blocks, n_cells, n_odd = [], 0, 0
     all_bytes = np.frombuffer(data, dtype=np.uint8)  # not a copy
     end = len(data)
@@ -121,7 +128,7 @@ def _parse_number_block(data, n_columns):
     if len(with_exp):
         e = _read_digits(padded, at["end"][with_exp], np.minimum(n_exp[with_exp], 8)).view(np.int64)
         exponent[with_exp] = np.where(padded[at["exp_sign"][with_exp]] == ord("-"), -e, e)
-    w, q = np.empty(len(odd), dtype=np.uint64), np.empty(len(odd), dtype=np.int64)
+    w, q = np.zeros(len(odd), dtype=np.uint64), np.zeros(len(odd), dtype=np.int64)  # 0: odd cells
     short = n_whole + n_frac <= 19  # then w < 10**19 < 2**64: one uint64 holds it
     cells = slice(None) if short.all() else np.flatnonzero(short)  # (a slice: no copies)
     whole = _read_digits(padded, at["point"][cells], n_whole[cells])
