@@ -96,8 +96,9 @@ class _CrossEntropyBuffers:
 def softmax_cross_entropy(logits, labels, *, class_weights=None, out=None, scratch=None):
     """Mean cross-entropy of softmax(logits) against integer labels, and its gradient.
 
-    logits (batch, k); labels (batch,) integers in [0, k), or -1 for "no label"; class_weights
-    (k,) or None; out (batch, k) or None, C or Fortran contiguous and apart from the logits,
+    logits (batch, k); labels (batch,) integers in [0, k), or -1 for "no label" (checked here
+    unless ``scratch`` is given: the network checks a task's labels once, before training);
+    class_weights (k,) or None; out (batch, k) or None, C or Fortran contiguous and apart from the logits,
     receives the gradient; scratch: a ``Scratch`` for the other arrays (see below).
 
         r_i = class_weights[labels[i]] (1 without class weights; 0 for unlabelled rows)
@@ -137,7 +138,8 @@ def softmax_cross_entropy(logits, labels, *, class_weights=None, out=None, scrat
         raise ValueError("softmax_cross_entropy needs a contiguous out array")
     if np.may_share_memory(grad, logits):
         raise ValueError("softmax_cross_entropy needs an out array apart from the logits")
-    if n_rows and (np.minimum.reduce(labels) < -1 or np.maximum.reduce(labels) >= k):
+    if scratch is None and n_rows and (np.minimum.reduce(labels) < -1
+                                       or np.maximum.reduce(labels) >= k):
         raise ValueError(f"labels must be class indices 0..{k - 1}, or -1 for no label")
     weights = None if class_weights is None else tuple(class_weights)
     b = (Scratch() if scratch is None else scratch).get(
