@@ -88,7 +88,7 @@ def test_task_gradient_norms_are_the_norms_of_each_task_alone(hidden):
     net = MultiTaskNet(4, hidden, heads, seed=1, dtype=np.float64)
     ws = net._workspace(12)
     np.copyto(ws.inputs[:, :-1], X)
-    _, _, grad_logits = net._losses(net._forward(ws), net._check_targets(targets, 12), ws)
+    _, _, grad_logits = net._losses(net._forward(ws.inputs, ws), net._check_targets(targets, 12), ws)
     norms = net.task_gradient_norms(grad_logits)
     for task in heads:
         alone = MultiTaskNet(4, hidden, heads, seed=1, dtype=np.float64,

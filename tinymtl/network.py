@@ -32,13 +32,14 @@ class _Workspace:
     """The arrays of one batch size's forward and backward pass, made once and reused.
 
     A training step writes every activation and activation gradient into these, so after the
-    first batch of each size it allocates nothing. ``batch_x`` and ``targets`` receive the
-    batch's rows of the data and of each task's targets, gathered; ``inputs`` holds a copy of
-    ``batch_x`` followed by a column of ones (the bias trick: see ``Dense``; gathering straight
-    into its first columns would make NumPy gather through a scratch buffer). For hidden layer i, ``hidden[i]`` holds h_i, again
+    first batch of each size it allocates nothing. ``inputs`` holds a batch of inputs followed
+    by a column of ones (the bias trick: see ``Dense``), for ``train_step``; ``fit`` reads its
+    batches from ``_Gathered`` instead. For hidden layer i, ``hidden[i]`` holds h_i, again
     followed by a column of ones (the ReLU runs over the whole array in place, and keeps a 1 as
-    1); ``slope[i]`` the ReLU's slope and ``positive[i]`` its comparison; ``grad_hidden[i]``
-    dL/dh_i, whose last column (the gradient for the constant 1, never used) stays 0.
+    1), and ``z[i]`` is the view of its other columns, where the Dense layer writes;
+    ``slope[i]`` holds the ReLU's slope and ``positive[i]`` its comparison; ``grad_hidden[i]``
+    dL/dh_i, whose last column (the gradient for the constant 1, never used) stays 0, and
+    ``grad_z[i]`` the view of its other columns, which the ReLU's backward turns into dL/dz_i.
 
     ``logits`` and ``grad_logits`` hold every head's columns side by side, stored class by class:
     they are (n_logits, batch) arrays seen through their transpose (batch, n_logits), so each
@@ -63,21 +64,62 @@ class _Workspace:
 
         self.arrays = {}  # name -> the row-major arrays, for a workspace within this one
         self.n_rows = n_rows
-        self.batch_x = array("batch_x", n_inputs)
-        self.targets = {name: array(f"targets.{name}", None, np.int64) if head.kind == "classify"
-                        else array(f"targets.{name}", head.n_outputs) for name, head in heads.items()}
         self.inputs = with_ones("inputs", n_inputs)
         self.hidden = [with_ones(f"hidden.{i}", width) for i, width in enumerate(hidden)]
+        self.z = [h[:, :-1] for h in self.hidden]
         self.slope = [array(f"slope.{i}", width + 1) for i, width in enumerate(hidden)]
         self.positive = [array(f"positive.{i}", width + 1, np.bool_)
                          for i, width in enumerate(hidden)]
         self.grad_hidden = [array(f"grad_hidden.{i}", width + 1, make=np.zeros)
                             for i, width in enumerate(hidden)]
+        self.grad_z = [g[:, :-1] for g in self.grad_hidden]
         n_logits = sum(head.n_outputs for head in heads.values())
         self.logits = np.empty((n_logits, n_rows), dtype).T  # class by class: not shareable
         self.grad_logits = np.empty((n_logits, n_rows), dtype).T
         self.scratch = {name: Scratch() for name in heads}
         self.task_scratch = Scratch()  # for the per-task gradients of GradNorm and PCGrad
+
+
+class _Gathered:
+    """The rows of a few batches, gathered in one go: an epoch's rows come a chunk at a time.
+
+    Gathering every row of an epoch at once would copy the whole data set; gathering each batch
+    alone costs a handful of NumPy calls per step. A chunk of whole batches, about
+    ``GATHER_BYTES`` of memory, pays those calls once for several steps. ``inputs`` holds the
+    gathered inputs followed by a column of ones (the bias trick: see ``Dense``), so a batch is
+    a slice of consecutive rows, a view: nothing is copied per step. ``x`` receives the rows
+    first (``take`` writes only into a whole contiguous array; into ``inputs``' first columns
+    it would gather through a scratch buffer), ``targets`` each task's targets.
+    """
+
+    GATHER_BYTES = 256 * 1024
+
+    def __init__(self, n_rows, n_inputs, heads, dtype):
+        self.n_rows = n_rows
+        self.x = np.empty((n_rows, n_inputs), dtype)
+        self.inputs = np.empty((n_rows, n_inputs + 1), dtype)
+        self.inputs[:, -1] = 1
+        self.targets = {name: np.empty(n_rows, np.int64) if head.kind == "classify"
+                        else np.empty((n_rows, head.n_outputs), dtype)
+                        for name, head in heads.items()}
+
+    @classmethod
+    def rows_for(cls, batch_size, n_rows, n_inputs, heads, dtype):
+        """Rows per chunk: whole batches within GATHER_BYTES (at least one), at most n_rows."""
+        itemsize = np.dtype(dtype).itemsize
+        row_bytes = (2 * n_inputs + 1) * itemsize + sum(
+            8 if head.kind == "classify" else head.n_outputs * itemsize for head in heads.values())
+        batches = max(1, cls.GATHER_BYTES // (row_bytes * batch_size))
+        return min(batches * batch_size, n_rows)
+
+    def gather(self, x, targets, rows):
+        """Copy the rows ``rows`` (valid indices) of x and of each task's targets to the front."""
+        n = rows.shape[0]
+        # "wrap" skips the bounds check, which in "raise" mode gathers through a scratch buffer
+        x.take(rows, axis=0, out=self.x[:n], mode="wrap")
+        np.copyto(self.inputs[:n, :-1], self.x[:n])
+        for name, t in targets.items():
+            t.take(rows, axis=0, out=self.targets[name][:n], mode="wrap")
 
 
 def _check_dtype(dtype):
@@ -159,6 +201,7 @@ class MultiTaskNet:
         self.head_layer = Dense(widths[-1], self.n_logits, rng=init_rng, dtype=self.dtype)
         self._pack_parameters()
         self._workspaces = {}  # batch size -> _Workspace
+        self._gathered = None  # fit's last _Gathered, reused while its rows suffice
 
     # ----------------------------------------------------------------------------------------
     # Parameters
@@ -276,16 +319,17 @@ class MultiTaskNet:
             h = relu.apply(z, out=z)
         return h
 
-    def _forward(self, ws):
-        """The batch in ``ws.inputs`` -> logits of every head side by side (batch, n_logits).
+    def _forward(self, inputs, ws):
+        """inputs (batch, n_inputs + 1), ending in a column of ones -> logits of every head side
+        by side (batch, n_logits).
 
         Every array is written into the workspace ``ws``. Each Dense layer writes z into all but
         the last column of the next buffer, whose ones make the next layer's bias trick.
         """
-        h = ws.inputs
-        for dense, relu, hidden, slope, positive in zip(self.trunk, self.relus, ws.hidden,
-                                                        ws.slope, ws.positive):
-            dense.forward(h, out=hidden[:, :-1], ones_column=True)
+        h = inputs
+        for dense, relu, hidden, z, slope, positive in zip(self.trunk, self.relus, ws.hidden, ws.z,
+                                                           ws.slope, ws.positive):
+            dense.forward(h, out=z, ones_column=True)
             # in place: backward needs only the slope
             h = relu.forward(hidden, out=hidden, slope=slope, positive=positive)
         return self.head_layer.forward(h, out=ws.logits, ones_column=True)
@@ -315,12 +359,12 @@ class MultiTaskNet:
         """Backpropagate dL/dlogits through the heads and the trunk, writing every gradient."""
         depth = len(self.trunk)
         # dL/d(features) sums every task's contribution: the multi-task step.
-        self.head_layer.backward(grad_logits, out=ws.grad_hidden[-1][:, :-1] if depth else None,
+        self.head_layer.backward(grad_logits, out=ws.grad_z[-1] if depth else None,
                                  need_grad_x=depth > 0)
         for i in reversed(range(depth)):
             grad_h = ws.grad_hidden[i]
-            grad_z = self.relus[i].backward(grad_h, out=grad_h)[:, :-1]  # we own grad_h: reuse it
-            self.trunk[i].backward(grad_z, out=ws.grad_hidden[i - 1][:, :-1] if i else None,
+            self.relus[i].backward(grad_h, out=grad_h)  # we own grad_h: it becomes dL/dz_i
+            self.trunk[i].backward(ws.grad_z[i], out=ws.grad_z[i - 1] if i else None,
                                    need_grad_x=i > 0)
 
     def _backward_with_surgery(self, grad_logits, ws):
@@ -374,7 +418,12 @@ class MultiTaskNet:
         """
         ws = self._workspace(x.shape[0])
         np.copyto(ws.inputs[:, :-1], x)  # the last column holds the ones
-        total, losses, grad_logits = self._losses(self._forward(ws), targets, ws, training=True)
+        return self._step(ws.inputs, targets, ws, optimizer)
+
+    def _step(self, inputs, targets, ws, optimizer):
+        """train_step on inputs (batch, n_inputs + 1) that already end in a column of ones."""
+        total, losses, grad_logits = self._losses(self._forward(inputs, ws), targets, ws,
+                                                  training=True)
         if not math.isfinite(total):
             raise TrainingDiverged(f"the loss became {total}")
         if getattr(self.weighting, "surgery", False):
@@ -411,7 +460,7 @@ class MultiTaskNet:
         # a workspace of its own, not kept: the training step's arithmetic on X
         ws = _Workspace(x.shape[0], self.n_inputs, self.hidden, self.heads, self.dtype)
         np.copyto(ws.inputs[:, :-1], x)
-        total, _, grad_logits = self._losses(self._forward(ws), targets, ws)
+        total, _, grad_logits = self._losses(self._forward(ws.inputs, ws), targets, ws)
         self._backward(grad_logits, ws)
         return total, {k: g.copy() for k, g in self.gradients().items()}
 
@@ -507,23 +556,27 @@ class MultiTaskNet:
     def _train_epoch(self, x, targets, batch_size, optimizer, rng):
         """One pass over the rows in a fresh random order; returns {task: mean training loss}.
 
-        Each batch's rows of the inputs and of the targets are gathered straight into the
-        workspace, so nothing of the data's size is copied.
+        The rows are gathered a chunk of batches at a time (see ``_Gathered``), so nothing of
+        the data's size is copied, and each batch is a view of its chunk.
         """
-        order = rng.permutation(x.shape[0])
+        n_rows = x.shape[0]
+        chunk_rows = _Gathered.rows_for(batch_size, n_rows, self.n_inputs, self.heads, self.dtype)
+        gathered = self._gathered
+        if gathered is None or gathered.n_rows < chunk_rows or gathered.x.dtype != self.dtype:
+            gathered = self._gathered = _Gathered(chunk_rows, self.n_inputs, self.heads, self.dtype)
+        order = rng.permutation(n_rows)
         sums = dict.fromkeys(self.heads, 0.0)
-        for start in range(0, x.shape[0], batch_size):
-            rows = order[start:start + batch_size]
-            ws = self._workspace(rows.shape[0])
-            # the rows are valid: "wrap" skips the bounds check, which in "raise" mode gathers
-            # through a scratch buffer
-            x_batch = x.take(rows, axis=0, out=ws.batch_x, mode="wrap")
-            batch_targets = {name: t.take(rows, axis=0, out=ws.targets[name], mode="wrap")
-                             for name, t in targets.items()}
-            losses = self.train_step(x_batch, batch_targets, optimizer)
-            for name, loss in losses.items():
-                sums[name] += loss * rows.shape[0]
-        return {name: total / x.shape[0] for name, total in sums.items()}
+        for first in range(0, n_rows, chunk_rows):
+            rows = order[first:first + chunk_rows]
+            gathered.gather(x, targets, rows)
+            for start in range(0, rows.shape[0], batch_size):
+                stop = min(start + batch_size, rows.shape[0])
+                batch_targets = {name: t[start:stop] for name, t in gathered.targets.items()}
+                losses = self._step(gathered.inputs[start:stop], batch_targets,
+                                     self._workspace(stop - start), optimizer)
+                for name, loss in losses.items():
+                    sums[name] += loss * (stop - start)
+        return {name: total / n_rows for name, total in sums.items()}
 
     # ----------------------------------------------------------------------------------------
     # Saving, loading and transfer
