@@ -562,7 +562,7 @@ class MultiTaskNet:
         n_rows = x.shape[0]
         chunk_rows = _Gathered.rows_for(batch_size, n_rows, self.n_inputs, self.heads, self.dtype)
         gathered = self._gathered
-        if gathered is None or gathered.n_rows < chunk_rows or gathered.x.dtype != self.dtype:
+        if gathered is None or gathered.n_rows < chunk_rows:
             gathered = self._gathered = _Gathered(chunk_rows, self.n_inputs, self.heads, self.dtype)
         order = rng.permutation(n_rows)
         sums = dict.fromkeys(self.heads, 0.0)
