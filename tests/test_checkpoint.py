@@ -238,3 +238,190 @@ def test_a_parameter_of_another_dtype_is_refused(tmp_path):
     save_npz(tmp_path / "f16.npz", arrays, {"network": network_meta(net)})
     with pytest.raises(CheckpointError, match="heads.y.b has dtype float16, the network's is float32"):
         MultiTaskNet.load(tmp_path / "f16.npz")
+
+
+# Malformed metadata: every field a loader reads is checked before it is used, so a hand-edited
+# or corrupt file is a one-line CheckpointError naming the file and the field, never a TypeError.
+
+def _set(meta, path, value):
+    """meta with the field at ``path`` (a tuple of keys) set to ``value``, or deleted for DELETE."""
+    meta = json.loads(json.dumps(meta))
+    entry = meta
+    for key in path[:-1]:
+        entry = entry[key]
+    if value is DELETE:
+        del entry[path[-1]]
+    else:
+        entry[path[-1]] = value
+    return meta
+
+
+DELETE = object()
+
+BAD_DESCRIPTIONS = [  # (field path in the description, bad value, words the message must hold)
+    (("n_inputs",), DELETE, "network.n_inputs is missing"),
+    (("n_inputs",), "3", 'network.n_inputs is "3", expected an integer >= 1'),
+    (("n_inputs",), 3.0, "network.n_inputs is 3.0"),
+    (("n_inputs",), True, "network.n_inputs is true"),
+    (("n_inputs",), -3, "network.n_inputs is -3"),
+    (("hidden",), None, "network.hidden is null, expected a list"),
+    (("hidden",), "4,5", 'network.hidden is "4,5"'),
+    (("hidden",), [4, -5], "network.hidden[1] is -5, expected an integer >= 1"),
+    (("heads",), [], "network.heads is []"),
+    (("heads",), {}, "network.heads is {}"),
+    (("heads", "y"), None, "network.heads.y is null, expected an object"),
+    (("heads", "y"), [3], "network.heads.y is [3]"),
+    (("heads", "y", "kind"), "cluster", 'network.heads.y.kind is "cluster"'),
+    (("heads", "y", "kind"), DELETE, "network.heads.y.kind is missing"),
+    (("heads", "y", "n_outputs"), None, "network.heads.y.n_outputs is null"),
+    (("heads", "y", "n_outputs"), 1, "network.heads.y.n_outputs is 1, expected an integer >= 2"),
+    (("heads", "t", "n_outputs"), 0, "network.heads.t.n_outputs is 0, expected an integer >= 1"),
+    (("heads", "y", "class_weights"), "x", 'network.heads.y.class_weights is "x"'),
+    (("heads", "y", "class_weights"), [1, 2], "network.heads.y.class_weights is [1, 2], expected a list of 3"),
+    (("heads", "y", "class_weights"), [1, -2, 1], "network.heads.y.class_weights is [1, -2, 1]"),
+    (("heads", "t", "class_weights"), [1, 2], "network.heads.t.class_weights is [1, 2], but only classify"),
+    (("dtype",), None, 'network.dtype is null, expected "float32" or "float64"'),
+    (("dtype",), "float16", 'network.dtype is "float16"'),
+    (("dtype",), 32, "network.dtype is 32"),
+    (("seed",), -1, "network.seed is -1, expected an integer >= 0 or null"),
+    (("seed",), "0", 'network.seed is "0"'),
+    (("loss_weights",), [], "network.loss_weights is []"),
+    (("loss_weights",), {"z": 1.0}, "network.loss_weights.z names no head; the heads are y, t"),
+    (("loss_weights",), {"y": "1"}, 'network.loss_weights.y is "1", expected a finite number >= 0'),
+    (("loss_weights",), {"y": -1}, "network.loss_weights.y is -1"),
+    (("weighting",), [], "network.weighting is []"),
+    (("weighting", "method"), "magic", 'network.weighting.method is "magic", expected one of fixed'),
+    (("weighting", "method"), DELETE, "network.weighting.method is missing"),
+    (("weighting", "options"), [], "network.weighting.options is []"),
+    (("weighting", "options"), {"beta": 1}, "network.weighting.options.beta is not an option of fixed"),
+    (("weighting", "weights"), [], "network.weighting.weights is []"),
+    (("weighting", "weights"), {"y": 1.0}, "network.weighting.weights has no weight for t"),
+    (("weighting", "weights", "y"), None, "network.weighting.weights.y is null"),
+    (("weighting", "started"), "yes", 'network.weighting.started is "yes", expected true or false'),
+]
+
+
+@pytest.mark.parametrize("path, value, words", BAD_DESCRIPTIONS)
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+def test_a_malformed_network_description_names_the_field(tmp_path, path, value, words, suffix):
+    from tinymtl.checkpoint import network_meta, save_safetensors
+    net = small_net()
+    meta = {"network": _set(network_meta(net), path, value)}
+    bad = tmp_path / f"bad{suffix}"
+    if suffix == ".npz":
+        save_npz(bad, dict(net.parameters()), meta)
+    else:
+        save_safetensors(net, bad, meta)  # meta's "network" replaces the good description
+    with pytest.raises(CheckpointError) as err:
+        MultiTaskNet.load(bad)
+    message = str(err.value)
+    assert message.startswith(f"{bad}: invalid metadata: ") and words in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("method, options, words", [
+    ("gradnorm", {"alpha": "1.5"}, 'network.weighting.options.alpha is "1.5", expected a finite number >= 0'),
+    ("gradnorm", {"weight_lr": 0}, "network.weighting.options.weight_lr is 0, expected a finite number > 0"),
+    ("gradnorm", {"temperature": 2}, "options.temperature is not an option of gradnorm (it takes alpha, weight_lr)"),
+    ("dwa", {"temperature": None}, "network.weighting.options.temperature is null"),
+    ("uncertainty", {"init": "random"}, 'network.weighting.options.init is "random"'),
+])
+def test_a_malformed_weighting_option_names_the_option(tmp_path, method, options, words):
+    from tinymtl.checkpoint import network_meta
+    net = MultiTaskNet(3, (4,), {"y": Classify(3), "t": Regress(1)}, seed=0, weighting=method)
+    save_npz(tmp_path / "bad.npz", dict(net.parameters()),
+             {"network": _set(network_meta(net), ("weighting", "options"), options)})
+    with pytest.raises(CheckpointError, match="invalid metadata") as err:
+        MultiTaskNet.load(tmp_path / "bad.npz")
+    assert words in str(err.value)
+
+
+def test_the_checked_weighting_options_are_the_methods_own():
+    from tinymtl.checkpoint import WEIGHTING_OPTIONS
+    from tinymtl.weighting import METHODS
+    assert set(WEIGHTING_OPTIONS) == set(METHODS)
+    for method in METHODS:
+        net = MultiTaskNet(3, (), {"y": Classify(2)}, seed=0, weighting=method)
+        assert set(net.weighting.options()) == set(WEIGHTING_OPTIONS[method]), method
+
+
+@pytest.mark.parametrize("meta, words", [
+    ({"format": "1", "network": {}}, 'invalid metadata: format is "1", expected an integer >= 1'),
+    ({"format": True, "network": {}}, "invalid metadata: format is true"),
+    ({"format": 0, "network": {}}, "invalid metadata: format is 0"),
+    ({"network": {}}, "not a tinymtl file (metadata has no format version)"),
+    ([1, 2], "not a tinymtl file (metadata has no format version)"),
+    ({"format": 1, "network": None}, "no network description"),
+])
+def test_a_malformed_npz_metadata_header_is_refused_in_one_line(tmp_path, meta, words):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **small_net().parameters(), __meta__=np.array(json.dumps(meta)))
+    with pytest.raises(CheckpointError) as err:
+        MultiTaskNet.load(path)
+    assert words in str(err.value) and str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("blob, words", [
+    (np.array("{not json"), "__meta__ is not valid JSON"),
+    (np.zeros(3), "__meta__ is a float64 array of shape (3,)"),
+    (np.array(["{}", "{}"]), "expected one string of JSON"),
+])
+def test_a_meta_entry_that_is_not_one_json_string_is_named(tmp_path, blob, words):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **small_net().parameters(), __meta__=blob)
+    with pytest.raises(CheckpointError) as err:
+        MultiTaskNet.load(path)
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def _rewrite_header(path, change):
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    path.write_bytes(raw_safetensors(change(header), raw[8 + n:]))
+
+
+def _with_tinymtl(header, text):
+    return {**header, "__metadata__": {"tinymtl": text}}
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda h: {**h, "trunk.0.bias": [1]}, "tensor trunk.0.bias: header entry [1] is not an object"),
+    (lambda h: {**h, "trunk.0.bias": {**h["trunk.0.bias"], "dtype": ["F32"]}},
+     'tensor trunk.0.bias: dtype ["F32"] is not a string'),
+    (lambda h: {**h, "trunk.0.bias": {**h["trunk.0.bias"], "shape": None}},
+     "tensor trunk.0.bias: shape null is not a list of integers >= 0"),
+    (lambda h: {**h, "trunk.0.bias": {**h["trunk.0.bias"], "shape": [-4]}},
+     "tensor trunk.0.bias: shape [-4] is not a list"),
+    (lambda h: {**h, "trunk.0.bias": {**h["trunk.0.bias"], "data_offsets": [0]}},
+     "tensor trunk.0.bias: data_offsets [0] is not a list of two integers"),
+    (lambda h: {**h, "trunk.0.bias": {k: v for k, v in h["trunk.0.bias"].items() if k != "shape"}},
+     "tensor trunk.0.bias: header entry has no shape"),
+    (lambda h: {**h, "__metadata__": ["tinymtl"]}, 'safetensors __metadata__ is ["tinymtl"]'),
+    (lambda h: {**h, "__metadata__": {"tinymtl": 5}}, 'safetensors __metadata__ is {"tinymtl": 5}'),
+    (lambda h: _with_tinymtl(h, "{"), "the tinymtl metadata is not valid JSON"),
+    (lambda h: _with_tinymtl(h, "[1]"), "the tinymtl metadata is [1], not a JSON object"),
+    (lambda h: _with_tinymtl(h, '{"format": 1}'), "invalid metadata: network is missing"),
+    (lambda h: _with_tinymtl(h, '{"format": "1", "network": {}}'), 'invalid metadata: format is "1"'),
+    (lambda h: _with_tinymtl(h, '{"format": 2, "network": {}}'), "written by a newer tinymtl (format 2)"),
+])
+def test_a_malformed_safetensors_header_names_the_entry(tmp_path, change, words):
+    path = tmp_path / "bad.safetensors"
+    small_net().save(path)
+    _rewrite_header(path, change)
+    with pytest.raises(CheckpointError) as err:
+        MultiTaskNet.load(path)
+    assert words in str(err.value) and str(path) in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("heads, words", [
+    ({"y": "cluster", "t": "regress"}, 'heads["y"] is \'cluster\''),
+    ({"y": Classify, "t": "regress"}, 'heads["y"] is <class'),
+    ({"y": "classify", "t": "classify"}, "heads.t.weight has shape (1, 6); a classify head needs at least 2 rows"),
+])
+def test_wrong_head_kinds_for_a_pytorch_file_name_the_head(tmp_path, heads, words):
+    write_safetensors(tmp_path / "mlp.safetensors", torch_style_tensors(np.random.default_rng(0)))
+    with pytest.raises(CheckpointError) as err:
+        MultiTaskNet.load(tmp_path / "mlp.safetensors", heads=heads)
+    assert words in str(err.value) and "invalid metadata" not in str(err.value)

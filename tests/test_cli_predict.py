@@ -142,13 +142,36 @@ def corrupt_models(folder, good):
     with zipfile.ZipFile(folder / "zip.npz", "w") as z:
         z.writestr("__meta__.npy", b"not an npy")
     files["bad member"] = folder / "zip.npz"
+    for kind, change in MALFORMED_METADATA.items():  # hand-edited metadata, each field wrong
+        files[kind] = folder / f"{kind.replace(' ', '_')}.npz"
+        checkpoint.save_npz(files[kind], arrays, change(json.loads(json.dumps(meta))))
     return files
 
+
+def _changed(meta, section, key, value):
+    meta[section][key] = value
+    return meta
+
+
+MALFORMED_METADATA = {
+    "training a string": lambda m: {**m, "training": "x"},
+    "classes a string": lambda m: _changed(m, "tasks", "species", {"kind": "classify", "classes": "abc"}),
+    "scale null": lambda m: _changed(m, "tasks", "petal_width", {"kind": "regress", "mean": 1, "scale": None}),
+    "features a dict": lambda m: {**m, "features": {}},
+    "hidden negative": lambda m: _changed(m, "network", "hidden", [-8]),
+    "unknown option": lambda m: _changed(m, "network", "weighting", {"method": "fixed", "options": {"beta": 1}}),
+}
 
 REFUSALS = {"truncated": "truncated.npz", "garbage": "garbage.npz", "not a model": "plain.npz",
             "bare network": "not a tinymtl command-line model", "newer format": "newer tinymtl",
             "wrong shape": "trunk.0.W", "missing": "no such file", "a folder": "directory",
-            "bad member": "zip.npz"}
+            "bad member": "zip.npz",
+            "training a string": 'training_a_string.npz: invalid metadata: training is "x", expected an object',
+            "classes a string": 'invalid metadata: tasks.species.classes is "abc", expected a list',
+            "scale null": "invalid metadata: tasks.petal_width.scale is null, expected a finite number > 0",
+            "features a dict": "invalid metadata: features is {}, expected a non-empty list",
+            "hidden negative": "invalid metadata: network.hidden[0] is -8, expected an integer >= 1",
+            "unknown option": "invalid metadata: network.weighting.options.beta is not an option of fixed"}
 
 
 @pytest.mark.parametrize("kind", sorted(REFUSALS))

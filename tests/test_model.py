@@ -1,11 +1,12 @@
 import io
+import json
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinymtl import CheckpointError
+from tinymtl import CheckpointError, checkpoint
 from tinymtl.data import ClassTarget, Features, RegressTarget, parse_csv, read_bundled
 from tinymtl.model import Model
 
@@ -132,3 +133,84 @@ def test_loading_rejects_safetensors_without_model_metadata_and_text_files(tmp_p
     (tmp_path / "data.csv").write_text("a,b\n1,2\n")
     with pytest.raises(CheckpointError, match=r"data.csv: not a readable tinymtl model file \(neither npz nor safetensors\)$"):
         Model.load(tmp_path / "data.csv")
+
+
+# Malformed preprocessing metadata: a one-line CheckpointError naming the file and the field
+
+def _with(meta, path, value):
+    """A copy of ``meta`` (through JSON, as a file holds it) with the field at ``path`` set,
+    or deleted when ``value`` is DELETE."""
+    meta = json.loads(json.dumps(meta))
+    entry = meta
+    for key in path[:-1]:
+        entry = entry[key]
+    if value is DELETE:
+        del entry[path[-1]]
+    else:
+        entry[path[-1]] = value
+    return meta
+
+
+DELETE = object()
+
+
+@pytest.mark.parametrize("path, value, words", [
+    (("features",), DELETE, "features is missing"),
+    (("features",), None, "features is null, expected a non-empty list"),
+    (("features",), {}, "features is {}"),
+    (("features",), [], "features is []"),
+    (("features", 0), None, 'features[0] is null, expected an object {"name", "kind", ...}'),
+    (("features", 0), "sepal_length", 'features[0] is "sepal_length"'),
+    (("features", 0, "name"), 5, "features[0].name is 5, expected a non-empty string"),
+    (("features", 1, "name"), "sepal_length", 'features[1].name is "sepal_length" again'),
+    (("features", 0, "kind"), "date", 'features[0].kind is "date", expected "numeric" or "categorical"'),
+    (("features", 0, "mean"), None, "features[0].mean is null, expected a finite number"),
+    (("features", 0, "mean"), "5.8", 'features[0].mean is "5.8"'),
+    (("features", 0, "scale"), -1, "features[0].scale is -1, expected a finite number > 0"),
+    (("features", 0, "scale"), 0, "features[0].scale is 0"),
+    (("features", 0, "scale"), DELETE, "features[0].scale is missing"),
+    (("features", 0), {"name": "sepal_length", "kind": "categorical", "categories": "ab"},
+     'features[0].categories is "ab", expected a non-empty list'),
+    (("features", 0), {"name": "sepal_length", "kind": "categorical", "categories": ["a", 1]},
+     "features[0].categories[1] is 1, expected a string"),
+    (("features", 0), {"name": "sepal_length", "kind": "categorical", "categories": ["a", "a"]},
+     'features[0].categories[1] is "a" again'),
+    (("tasks",), [], "tasks is [], expected an object of task name -> task"),
+    (("tasks",), {}, "tasks is {}"),
+    (("tasks", "species"), [], "tasks.species is [], expected an object"),
+    (("tasks", "species", "kind"), None, "tasks.species.kind is null"),
+    (("tasks", "species", "classes"), "abc", 'tasks.species.classes is "abc", expected a list of at least 2 items'),
+    (("tasks", "species", "classes"), None, "tasks.species.classes is null"),
+    (("tasks", "species", "classes"), ["setosa"], 'tasks.species.classes is ["setosa"]'),
+    (("tasks", "species", "classes"), ["a", None, "c"], "tasks.species.classes[1] is null, expected a string"),
+    (("tasks", "species", "classes"), ["a", "b", "a"], 'tasks.species.classes[2] is "a" again'),
+    (("tasks", "petal_width", "mean"), None, "tasks.petal_width.mean is null, expected a finite number"),
+    (("tasks", "petal_width", "mean"), "1.2", 'tasks.petal_width.mean is "1.2"'),
+    (("tasks", "petal_width", "scale"), 0, "tasks.petal_width.scale is 0, expected a finite number > 0"),
+    (("tasks", "petal_width", "scale"), DELETE, "tasks.petal_width.scale is missing"),
+    (("training",), "x", 'training is "x", expected an object, or null'),
+    (("metrics",), [], "metrics is [], expected an object, or null"),
+    (("network",), None, "network is null, expected an object"),
+    (("network",), DELETE, "network is missing"),
+    (("network", "hidden"), [8, 0], "network.hidden[1] is 0"),
+])
+def test_malformed_model_metadata_names_the_field(tmp_path, path, value, words):
+    model, *_ = iris_model(epochs=1)
+    arrays, meta = model.to_file_contents()
+    checkpoint.save_npz(tmp_path / "bad.npz", arrays, _with(meta, path, value))
+    with pytest.raises(CheckpointError) as err:
+        Model.load(tmp_path / "bad.npz")
+    message = str(err.value)
+    assert message.startswith(f"{tmp_path / 'bad.npz'}: invalid metadata: ") and words in message
+    assert "\n" not in message
+
+
+def test_valid_metadata_without_training_and_metrics_or_with_nulls_still_loads(tmp_path):
+    model, iris, X, _ = iris_model(epochs=1)
+    arrays, meta = model.to_file_contents()
+    for changed in (_with(_with(meta, ("training",), DELETE), ("metrics",), DELETE),
+                    _with(_with(meta, ("training",), None), ("metrics",), None),
+                    _with(meta, ("network", "seed"), None)):
+        checkpoint.save_npz(tmp_path / "m.npz", arrays, changed)
+        loaded = Model.load(tmp_path / "m.npz")
+        assert all(np.array_equal(loaded.predict(X)[k], v) for k, v in model.predict(X).items())

@@ -13,11 +13,17 @@ and out, in ``to_torch_layout`` and ``from_torch_layout`` only.
 
 Every write goes to a temporary file in the same folder, then replaces the target in one rename:
 a crash or an error leaves an existing file whole.
+
+Loading checks every metadata field before using it (present if required, of its JSON type, in
+its range): a malformed file is one CheckpointError naming the file and the field, such as
+``model.npz: invalid metadata: network.hidden[1] is -3, expected an integer >= 1``.
 """
 
 import json
+import math
 import os
 import struct
+import sys
 import zipfile
 from pathlib import Path
 
@@ -25,6 +31,7 @@ import numpy as np
 
 from .errors import CheckpointError
 from .heads import Classify, Regress, head_from_kind
+from .weighting import METHODS
 
 FORMAT_VERSION = 1
 SAFETENSORS_DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
@@ -76,7 +83,7 @@ def load_npz(path):
             with np.load(f, allow_pickle=False) as npz:  # we close f, always
                 if "__meta__" not in npz.files:
                     raise CheckpointError(f"{path}: not a tinymtl file (no __meta__ entry)")
-                meta = json.loads(str(npz["__meta__"]))
+                blob = npz["__meta__"]
                 arrays = {name: npz[name] for name in npz.files if name != "__meta__"}
     except CheckpointError:
         raise  # already says what is wrong (it is a ValueError too: not to be wrapped below)
@@ -86,12 +93,100 @@ def load_npz(path):
         raise CheckpointError(f"{path}: is a directory, not a model file") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
         raise CheckpointError(f"{path}: not a readable tinymtl model file ({err})") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("format"), int):
+    not_npy = [name for name, a in {"__meta__": blob, **arrays}.items()
+               if not isinstance(a, np.ndarray)]
+    if not_npy:  # numpy.load hands out such a zip member's raw bytes
+        raise CheckpointError(f"{path}: entry {not_npy[0]} is not a NumPy array (.npy)")
+    if blob.ndim != 0 or blob.dtype.kind != "U":
+        raise CheckpointError(f"{path}: __meta__ is a {blob.dtype} array of shape {blob.shape}, "
+                              f"expected one string of JSON (a 0-d unicode array)")
+    try:
+        meta = json.loads(str(blob))
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: __meta__ is not valid JSON ({err})") from None
+    if not isinstance(meta, dict) or "format" not in meta:
         raise CheckpointError(f"{path}: not a tinymtl file (metadata has no format version)")
-    if meta["format"] > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: written by a newer tinymtl (format {meta['format']}); "
-                              f"this version reads format {FORMAT_VERSION} and older")
+    check_format(meta, path)
     return arrays, meta
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading metadata: every field a loader uses is checked (required or not, type, range) before
+# it is used. A malformed file is then a CheckpointError naming the file and the field, and a
+# TypeError or KeyError while loading is a bug of ours, not hidden behind a "corrupt file".
+
+REQUIRED = object()  # the ``default`` of a field that must be present
+
+
+def shown(value):
+    """A metadata value as its JSON file spells it (null, "16", [1, 2]), cut to 60 characters."""
+    text = json.dumps(value, default=repr)  # repr: for a caller's value that JSON cannot hold
+    return text if len(text) <= 60 else text[:56] + " ..."
+
+
+def invalid_meta(source, field, problem):
+    """CheckpointError('model.npz: invalid metadata: network.hidden[1] is -3, expected ...')."""
+    return CheckpointError(f"{source}: invalid metadata: {field} {problem}")
+
+
+def is_int(value, minimum):
+    """An integer >= ``minimum``: not a bool (JSON true), not 3.0."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def is_finite_number(value):
+    """A number that is a finite float64: not a bool, NaN, Infinity or an integer beyond 1.8e308."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return abs(value) <= sys.float_info.max  # False for NaN and the infinities
+
+
+def meta_field(entry, key, source, path, expected, ok, default=REQUIRED):
+    """``entry[key]`` if ``ok`` accepts it; ``default`` if the key is absent and not REQUIRED.
+
+    ``entry`` is a dict; ``path`` names it in messages ("network.heads.y", "" at the top), and
+    ``expected`` says what the field must hold ("an integer >= 1").
+    """
+    field = f"{path}.{key}" if path else key
+    if key not in entry:
+        if default is REQUIRED:
+            raise invalid_meta(source, field, f"is missing; expected {expected}")
+        return default
+    value = entry[key]
+    if not ok(value):
+        raise invalid_meta(source, field, f"is {shown(value)}, expected {expected}")
+    return value
+
+
+def meta_list(entry, key, source, path, item, ok_item, *, min_length=0, distinct=False):
+    """The list ``entry[key]``, each item accepted by ``ok_item`` (``item`` says what one is);
+    a bad item is named by its index: "network.hidden[1] is -3, expected an integer >= 1".
+    ``distinct`` (for items that ``ok_item`` allows only as strings or numbers) refuses repeats."""
+    field = f"{path}.{key}" if path else key
+    kind = {0: "a list", 1: "a non-empty list"}.get(min_length,
+                                                    f"a list of at least {min_length} items")
+    values = meta_field(entry, key, source, path, f"{kind}, each item {item}",
+                        lambda v: isinstance(v, list) and len(v) >= min_length)
+    seen = set()
+    for i, value in enumerate(values):
+        if not ok_item(value):
+            raise invalid_meta(source, f"{field}[{i}]", f"is {shown(value)}, expected {item}")
+        if distinct:
+            if value in seen:
+                raise invalid_meta(source, f"{field}[{i}]",
+                                   f"is {shown(value)} again; the items must differ")
+            seen.add(value)
+    return values
+
+
+def check_format(meta, source, default=REQUIRED):
+    """The metadata's format version, an integer from 1 to FORMAT_VERSION."""
+    version = meta_field(meta, "format", source, "", "an integer >= 1", lambda v: is_int(v, 1),
+                         default)
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{source}: written by a newer tinymtl (format {version}); "
+                              f"this version reads format {FORMAT_VERSION} and older")
+    return version
 
 
 # ------------------------------------------------------------------------------------------------
@@ -110,39 +205,132 @@ def network_meta(net):
             "weighting": net.weighting.describe()}
 
 
+# The options each weighting method takes (``Weighting.options()``): (what is expected, check).
+WEIGHTING_OPTIONS = {
+    "fixed": {},
+    "uncertainty": {"init": ('"first_batch" or "zero"', lambda v: v in ("first_batch", "zero"))},
+    "gradnorm": {"alpha": ("a finite number >= 0", lambda v: is_finite_number(v) and v >= 0),
+                 "weight_lr": ("a finite number > 0", lambda v: is_finite_number(v) and v > 0)},
+    "dwa": {"temperature": ("a finite number > 0", lambda v: is_finite_number(v) and v > 0)},
+    "pcgrad": {},
+}
+
+
+def read_description(description, source):
+    """The network a description (``network_meta``) asks for, every field checked.
+
+    Returns {"n_inputs", "hidden" (tuple), "heads" ({name: Classify | Regress}), "dtype", "seed",
+    "loss_weights", "weighting" (the stored dict, or None)}; CheckpointError naming the field.
+    """
+    if not isinstance(description, dict):
+        raise invalid_meta(source, "network", f"is {shown(description)}, expected an object")
+    path = "network"
+    n_inputs = meta_field(description, "n_inputs", source, path, "an integer >= 1",
+                          lambda v: is_int(v, 1))
+    hidden = meta_list(description, "hidden", source, path, "an integer >= 1",
+                       lambda v: is_int(v, 1))
+    heads_meta = meta_field(description, "heads", source, path,
+                            'an object of task name -> {"kind", "n_outputs"}, not empty',
+                            lambda v: isinstance(v, dict) and len(v) > 0)
+    heads = {name: _read_head(name, h, source) for name, h in heads_meta.items()}
+    dtype = meta_field(description, "dtype", source, path, '"float32" or "float64"',
+                       lambda v: v in ("float32", "float64"), default="float32")
+    seed = meta_field(description, "seed", source, path, "an integer >= 0 or null",
+                      lambda v: v is None or is_int(v, 0), default=None)
+    loss_weights = meta_field(description, "loss_weights", source, path,
+                              "an object of task name -> weight, or null",
+                              lambda v: v is None or isinstance(v, dict), default=None)
+    _check_task_weights(loss_weights or {}, heads, source, f"{path}.loss_weights")
+    weighting = meta_field(description, "weighting", source, path,
+                           'an object {"method", "options", "weights"}, or null',
+                           lambda v: v is None or isinstance(v, dict), default=None)
+    if weighting is not None:
+        _check_weighting(weighting, heads, source)
+    return {"n_inputs": n_inputs, "hidden": tuple(hidden), "heads": heads, "dtype": dtype,
+            "seed": seed, "loss_weights": loss_weights, "weighting": weighting}
+
+
+def _read_head(name, h, source):
+    path = f"network.heads.{name}"
+    if not name:
+        raise invalid_meta(source, "network.heads", "has a head with an empty name")
+    if not isinstance(h, dict):
+        raise invalid_meta(source, path, f'is {shown(h)}, expected an object {{"kind", "n_outputs"}}')
+    kind = meta_field(h, "kind", source, path, '"classify" or "regress"',
+                      lambda v: v in ("classify", "regress"))
+    least = 2 if kind == "classify" else 1
+    n_outputs = meta_field(h, "n_outputs", source, path, f"an integer >= {least}",
+                           lambda v: is_int(v, least))
+    class_weights = None
+    if kind == "classify":
+        class_weights = meta_field(
+            h, "class_weights", source, path, f"a list of {n_outputs} finite numbers >= 0, or null",
+            lambda v: v is None or (isinstance(v, list) and len(v) == n_outputs
+                                    and all(is_finite_number(w) and w >= 0 for w in v)),
+            default=None)
+    elif h.get("class_weights") is not None:
+        raise invalid_meta(source, f"{path}.class_weights",
+                           f"is {shown(h['class_weights'])}, but only classify heads have class weights")
+    return head_from_kind(kind, n_outputs, class_weights)
+
+
+def _check_task_weights(weights, heads, source, field, *, every=False):
+    """{task: finite number >= 0}, naming heads only (and all of them if ``every``)."""
+    for name, weight in weights.items():
+        if name not in heads:
+            raise invalid_meta(source, f"{field}.{name}",
+                               f"names no head; the heads are {', '.join(heads)}")
+        if not is_finite_number(weight) or weight < 0:
+            raise invalid_meta(source, f"{field}.{name}",
+                               f"is {shown(weight)}, expected a finite number >= 0")
+    missing = [name for name in heads if name not in weights]
+    if every and missing:
+        raise invalid_meta(source, field, f"has no weight for {', '.join(missing)}")
+
+
+def _check_weighting(weighting, heads, source):
+    """The stored ``Weighting.describe()``: a known method, its own options, a weight per task."""
+    path = "network.weighting"
+    method = meta_field(weighting, "method", source, path, f"one of {', '.join(METHODS)}",
+                        lambda v: v in METHODS)
+    options = meta_field(weighting, "options", source, path, "an object, or null",
+                         lambda v: v is None or isinstance(v, dict), default=None)
+    takes = WEIGHTING_OPTIONS[method]
+    for key in options or {}:
+        if key not in takes:
+            raise invalid_meta(source, f"{path}.options.{key}",
+                               f"is not an option of {method} (it takes {', '.join(takes) or 'none'})")
+        meta_field(options, key, source, f"{path}.options", *takes[key])
+    if "weights" in weighting:
+        weights = meta_field(weighting, "weights", source, path, "an object of task name -> weight",
+                             lambda v: isinstance(v, dict))
+        _check_task_weights(weights, heads, source, f"{path}.weights", every=True)
+    meta_field(weighting, "started", source, path, "true or false", lambda v: isinstance(v, bool),
+               default=True)
+
+
 def network_from_arrays(description, arrays, source):
     """Build a MultiTaskNet from its description and parameter arrays, checking every one."""
     from .network import MultiTaskNet
 
-    _check_shapes_before_building(description, arrays, source)
-    try:
-        heads = {name: head_from_kind(h["kind"], h["n_outputs"], h.get("class_weights"))
-                 for name, h in description["heads"].items()}
-        weighting = description.get("weighting") or {"method": "fixed"}
-        net = MultiTaskNet(description["n_inputs"], tuple(description["hidden"]), heads,
-                           seed=description.get("seed") or 0, dtype=description.get("dtype", "float32"),
-                           loss_weights=description.get("loss_weights"),
-                           weighting=weighting["method"], weighting_options=weighting.get("options"))
-        if "weights" in weighting:
-            net.weighting.restore(weighting)
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
-        raise CheckpointError(f"{source}: invalid network description ({err})") from None
+    spec = read_description(description, source)
+    _check_shapes_before_building(spec, arrays, source)
+    weighting = spec["weighting"] or {"method": "fixed"}
+    net = MultiTaskNet(spec["n_inputs"], spec["hidden"], spec["heads"], seed=spec["seed"] or 0,
+                       dtype=spec["dtype"], loss_weights=spec["loss_weights"],
+                       weighting=weighting["method"], weighting_options=weighting.get("options"))
+    if "weights" in weighting:
+        net.weighting.restore(weighting)
     set_parameters(net, arrays, source)
     return net
 
 
-def _check_shapes_before_building(description, arrays, source):
-    """Compare the description's layer sizes with the stored arrays before allocating anything,
-    so a corrupt description (say n_inputs = 10**12) is an error, not a huge allocation."""
-    try:
-        widths = [description["n_inputs"], *description["hidden"]]
-        outputs = {name: h["n_outputs"] for name, h in description["heads"].items()}
-    except (KeyError, TypeError, AttributeError) as err:
-        raise CheckpointError(f"{source}: invalid network description (no {err})") from None
-    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1
-               for n in (*widths, *outputs.values())):
-        raise CheckpointError(f"{source}: invalid network description: layer sizes "
-                              f"{widths} and head outputs {outputs} must be integers >= 1")
+def _check_shapes_before_building(spec, arrays, source):
+    """Compare the layer sizes of ``read_description``'s ``spec`` with the stored arrays before
+    allocating anything, so a corrupt description (say n_inputs = 10**12) is an error, not a huge
+    allocation."""
+    widths = [spec["n_inputs"], *spec["hidden"]]
+    outputs = {name: head.n_outputs for name, head in spec["heads"].items()}
     expected = {}
     for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
         expected[f"trunk.{i}.W"], expected[f"trunk.{i}.b"] = (n_in, n_out), (n_out,)
@@ -284,20 +472,36 @@ def read_safetensors(path):
         raise CheckpointError(f"{path}: safetensors header is not valid JSON ({err})") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: safetensors header is not a JSON object")
-    metadata = header.pop("__metadata__", None) or {}
+    metadata = header.pop("__metadata__", None)
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise CheckpointError(f"{path}: safetensors __metadata__ is {shown(metadata)}, expected "
+                              f"an object of strings")
     data = memoryview(raw)[8 + n_header:]
     tensors, spans = {}, []
     for name, info in header.items():
-        try:
-            code, shape, (begin, end) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise CheckpointError(f"{path}: tensor {name}: malformed header entry {info!r}") from None
+        if not isinstance(info, dict):
+            raise CheckpointError(f"{path}: tensor {name}: header entry {shown(info)} is not an "
+                                  f"object with dtype, shape and data_offsets")
+        missing = [key for key in ("dtype", "shape", "data_offsets") if key not in info]
+        if missing:
+            raise CheckpointError(f"{path}: tensor {name}: header entry has no {missing[0]}")
+        code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+        if not isinstance(code, str):
+            raise CheckpointError(f"{path}: tensor {name}: dtype {shown(code)} is not a string "
+                                  f'such as "F32"')
         if code not in SAFETENSORS_DTYPES:
             raise CheckpointError(f"{path}: tensor {name} has dtype {code}; supported: F32, F64")
         dtype = SAFETENSORS_DTYPES[code]
-        if not all(isinstance(v, int) and v >= 0 for v in (*shape, begin, end)):
-            raise CheckpointError(f"{path}: tensor {name}: shape and offsets must be integers >= 0")
-        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if not isinstance(shape, list) or not all(is_int(n, 0) for n in shape):
+            raise CheckpointError(f"{path}: tensor {name}: shape {shown(shape)} is not a list of "
+                                  f"integers >= 0")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(is_int(n, 0) for n in offsets)):
+            raise CheckpointError(f"{path}: tensor {name}: data_offsets {shown(offsets)} is not "
+                                  f"a list of two integers >= 0")
+        shape, (begin, end) = tuple(shape), offsets
+        expected = math.prod(shape) * dtype.itemsize  # a Python int: cannot overflow
         if end - begin != expected or end > len(data) or begin > end:
             raise CheckpointError(f"{path}: tensor {name}: offsets [{begin}, {end}] do not hold "
                                   f"{shape} {code} ({expected} bytes) within {len(data)} data bytes")
@@ -335,14 +539,13 @@ def _tinymtl_meta(metadata, path):
     if "tinymtl" not in metadata:
         return None
     try:
-        meta = json.loads(metadata["tinymtl"])
-        meta["network"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise CheckpointError(f"{path}: the tinymtl metadata is not readable") from None
-    if not isinstance(meta.get("format", FORMAT_VERSION), int):
-        raise CheckpointError(f"{path}: the tinymtl metadata has no valid format version")
-    if meta.get("format", FORMAT_VERSION) > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: written by a newer tinymtl (format {meta['format']})")
+        meta = json.loads(metadata["tinymtl"])  # a str: read_safetensors checked
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: the tinymtl metadata is not valid JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: the tinymtl metadata is {shown(meta)}, not a JSON object")
+    check_format(meta, path, default=FORMAT_VERSION)
+    meta_field(meta, "network", path, "", "an object", lambda v: isinstance(v, dict))
     return meta
 
 
@@ -378,9 +581,9 @@ def _describe_torch_tensors(tensors, heads, path):
     widths = []
     for i in range(depth):
         shape = tensors[f"trunk.{i}.weight"].shape
-        if len(shape) != 2 or (widths and shape[1] != widths[-1]):
+        if len(shape) != 2 or (widths and shape[1] != widths[-1]) or 0 in shape:
             raise CheckpointError(f"{path}: tensor trunk.{i}.weight has shape {shape}, expected "
-                                  f"(n_out, {widths[-1] if widths else 'n_in'})")
+                                  f"(n_out, {widths[-1] if widths else 'n_in'}), neither 0")
         if not widths:
             widths.append(shape[1])
         widths.append(shape[0])
@@ -397,6 +600,13 @@ def _describe_torch_tensors(tensors, heads, path):
                                   f"(heads in the file: {file_heads})")
         if isinstance(kind, (Classify, Regress)):
             kind = kind.kind
+        if kind not in ("classify", "regress"):
+            raise CheckpointError(f'{path}: heads["{name}"] is {kind!r}; expected "classify", '
+                                  f'"regress", Classify(k) or Regress(k)')
+        least = 2 if kind == "classify" else 1
+        if weight.shape[0] < least or weight.shape[1] < 1:
+            raise CheckpointError(f"{path}: tensor heads.{name}.weight has shape {weight.shape}; "
+                                  f"a {kind} head needs at least {least} rows and 1 column")
         description_heads[name] = {"kind": kind, "n_outputs": int(weight.shape[0])}
         if not widths:
             widths.append(int(weight.shape[1]))

@@ -107,12 +107,15 @@ class Model:
         if meta.get("kind") != KIND:
             raise CheckpointError(f"{source}: not a tinymtl command-line model (kind "
                                   f"{meta.get('kind')!r}, expected {KIND!r})")
-        network = checkpoint.network_from_arrays(meta.get("network"), arrays, source)
-        try:
-            features = Features.from_meta(meta["features"])
-            tasks = {name: target_from_meta(name, entry) for name, entry in meta["tasks"].items()}
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
-            raise CheckpointError(f"{source}: invalid preprocessing metadata ({err!r})") from None
+        description = checkpoint.meta_field(meta, "network", source, "", "an object", _object)
+        network = checkpoint.network_from_arrays(description, arrays, source)
+        features = Features.from_meta(_checked_features(meta, source))
+        tasks = {name: target_from_meta(name, entry)
+                 for name, entry in _checked_tasks(meta, source).items()}
+        training = checkpoint.meta_field(meta, "training", source, "", "an object, or null",
+                                         _object_or_null, default=None)
+        metrics = checkpoint.meta_field(meta, "metrics", source, "", "an object, or null",
+                                        _object_or_null, default=None)
         if features.n_inputs != network.n_inputs or list(tasks) != list(network.heads):
             raise CheckpointError(f"{source}: the features ({features.n_inputs} inputs) or tasks "
                                   f"({list(tasks)}) do not match the network ({network.n_inputs} "
@@ -123,8 +126,7 @@ class Model:
             if head.kind != task.kind or head.n_outputs != expected:
                 raise CheckpointError(f"{source}: task {name} is {task.kind} with {expected} "
                                       f"outputs, but its head is {head.kind} with {head.n_outputs}")
-        return cls(network, features, tasks, training=meta.get("training"),
-                   metrics=meta.get("metrics"))
+        return cls(network, features, tasks, training=training, metrics=metrics)
 
     def reloaded(self):
         """A copy made exactly as ``load`` would make it from the saved file, without the disk:
@@ -151,3 +153,74 @@ class Model:
             raise CheckpointError(f"{path}: a safetensors file without tinymtl metadata, not a "
                                   f"model written by tinymtl.train or tinymtl.export")
         return cls.from_file_contents(arrays, meta, path)
+
+
+# ------------------------------------------------------------------------------------------------
+# Checking the preprocessing metadata (the module docstring's "features" and "tasks") field by
+# field, before ``Features.from_meta`` and ``target_from_meta`` read it
+
+
+def _object(value):
+    return isinstance(value, dict)
+
+
+def _object_or_null(value):
+    return value is None or isinstance(value, dict)
+
+
+def _string(value):
+    return isinstance(value, str)
+
+
+def _finite(value):
+    return checkpoint.is_finite_number(value)
+
+
+def _positive(value):
+    return checkpoint.is_finite_number(value) and value > 0
+
+
+def _checked_features(meta, source):
+    """meta["features"], every entry checked; CheckpointError naming the field otherwise."""
+    field = checkpoint.meta_field
+    entries = checkpoint.meta_list(meta, "features", source, "", 'an object {"name", "kind", ...}',
+                                   _object, min_length=1)
+    names = set()
+    for i, entry in enumerate(entries):
+        path = f"features[{i}]"
+        name = field(entry, "name", source, path, "a non-empty string",
+                     lambda v: isinstance(v, str) and v != "")
+        if name in names:
+            raise checkpoint.invalid_meta(source, f"{path}.name", f"is {checkpoint.shown(name)} "
+                                                                  f"again; feature names must differ")
+        names.add(name)
+        kind = field(entry, "kind", source, path, '"numeric" or "categorical"',
+                     lambda v: v in ("numeric", "categorical"))
+        if kind == "numeric":
+            field(entry, "mean", source, path, "a finite number", _finite)
+            field(entry, "scale", source, path, "a finite number > 0", _positive)
+        else:
+            checkpoint.meta_list(entry, "categories", source, path, "a string", _string,
+                                 min_length=1, distinct=True)
+    return entries
+
+
+def _checked_tasks(meta, source):
+    """meta["tasks"], every entry checked; CheckpointError naming the field otherwise."""
+    field = checkpoint.meta_field
+    entries = field(meta, "tasks", source, "", "an object of task name -> task, not empty",
+                    lambda v: _object(v) and len(v) > 0)
+    for name, entry in entries.items():
+        path = f"tasks.{name}"
+        if not isinstance(entry, dict):
+            raise checkpoint.invalid_meta(source, path, f"is {checkpoint.shown(entry)}, expected "
+                                                        f'an object {{"kind", ...}}')
+        kind = field(entry, "kind", source, path, '"classify" or "regress"',
+                     lambda v: v in ("classify", "regress"))
+        if kind == "classify":
+            checkpoint.meta_list(entry, "classes", source, path, "a string", _string,
+                                 min_length=2, distinct=True)
+        else:
+            field(entry, "mean", source, path, "a finite number", _finite)
+            field(entry, "scale", source, path, "a finite number > 0", _positive)
+    return entries
