@@ -217,6 +217,22 @@ def huge_csv(tmp_path, feature_scale, target_scale, outlier=None):
     return path
 
 
+@pytest.mark.parametrize("label", ["", ",red"])  # a file of numbers (fast path), one with text
+def test_no_target_scaling_names_the_line_and_column_of_a_target_beyond_float32(tmp_path, out,
+                                                                                capsys, label):
+    rows = [f"{i},{2 * i}{label}" for i in range(20)]
+    rows[6] = f"6,1e39{label}"  # line 9: the header, a blank line, then rows from line 3
+    path = write(tmp_path, "x,y" + (",colour" if label else "") + "\n\n" + "\n".join(rows) + "\n")
+    argv = [*FAST, "--quiet", "--csv", path, "--regress", "y", "--out", str(out)]
+    assert train.main([*argv, "--features", "x", "--no-target-scaling"]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"python -m tinymtl.train: error: {path}: line 9, column \"y\": '1e39' is beyond "
+                   f"the range of float32 (3.4e+38), the network's dtype; rescale the column or "
+                   f"leave target scaling on\n")
+    assert out.read_bytes() == SENTINEL  # refused before training: the old model is whole
+    assert train.main([*argv, "--features", "x"]) == 0  # standardised, 1e39 is in range
+
+
 def test_values_beyond_float32_are_trained_on_or_refused_in_one_line(tmp_path, capsys):
     out = str(tmp_path / "m.npz")
     assert train.main([*FAST, "--quiet", "--csv", str(huge_csv(tmp_path, 1e300, 1, outlier=1e300)),
@@ -228,7 +244,8 @@ def test_values_beyond_float32_are_trained_on_or_refused_in_one_line(tmp_path, c
     code = train.main([*FAST, "--quiet", "--csv", str(huge_csv(tmp_path, 1, 1e40, outlier=1)),
                        "--regress", "t", "--no-target-scaling", "--out", out])
     err = capsys.readouterr().err
-    assert code == 1 and err.count("\n") == 1 and "infinite as float32" in err
+    assert code == 1 and err.count("\n") == 1 and 'huge.csv: line 2, column "t"' in err
+    assert "beyond the range of float32" in err
     for seed in range(4):  # an outlier of 1e300 among values near 1: fine in the training
         code = train.main([*FAST, "--quiet", "--seed", str(seed), "--out", out, "--regress", "t",
                            "--csv", str(huge_csv(tmp_path, 1, 1, outlier=1e300))])

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from tinymtl import DataError
 from tinymtl.data import (ClassTarget, Features, RegressTarget, feature_kind, numeric_column, parse_csv,
-                          read_bundled, read_csv, split_rows, table_from_values)
+                          parse_text, read_bundled, read_csv, split_rows, table_from_values)
 
 
 def table(text, source="t.csv"):
@@ -108,6 +108,22 @@ def test_a_classification_target_with_one_class_is_an_error():
 def test_a_non_numeric_regression_target_is_an_error():
     with pytest.raises(DataError, match=r"line 3, column \"t\": cannot read 'big' as a number"):
         RegressTarget.fit(table("t\n1\nbig\n"), "t")
+
+
+@pytest.mark.parametrize("parse", [table, lambda text: parse_text(text, "t.csv")])  # csv module, fast path
+def test_a_target_beyond_float32_is_named_by_file_line_and_column(parse):
+    t = parse("x,y\n1,2\n\n2,nan\n3,-1e39\n4,5\n")  # the blank line 3 counts: -1e39 is on line 5
+    unscaled = RegressTarget("y", 0.0, 1.0)
+    with pytest.raises(DataError) as err:
+        unscaled.check_fits(t, unscaled.standardise(unscaled.encode(t)), np.float32)
+    assert str(err.value).startswith("t.csv: line 5, column \"y\": '-1e39' is beyond the range of float32")
+    unscaled.check_fits(t, unscaled.standardise(unscaled.encode(t)), np.float64)  # fits: no error
+    scaled = RegressTarget("y", 2.0, 1e-3)  # standardised, 5 becomes 3000 and -1e39 about -1e42
+    with pytest.raises(DataError, match=r"t.csv: line 5, column \"y\": a value too large to use "
+                                        r"\('-1e39'; standardised, it is -1e\+42, beyond float32\)"):
+        scaled.check_fits(t, scaled.standardise(scaled.encode(t)), np.float32)
+    fits = RegressTarget("y", 0.0, 1e4)
+    fits.check_fits(t, fits.standardise(fits.encode(t)), np.float32)  # -1e35 fits: no error
 
 
 def test_regression_targets_keep_missing_values():

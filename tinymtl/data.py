@@ -591,6 +591,23 @@ class RegressTarget:
     def standardise(self, values):
         return (values - self.mean) / self.scale
 
+    def check_fits(self, table, t, dtype):
+        """DataError naming the cell (file, line, column) of the first network target in ``t``
+        ((n_rows,) float64, ``standardise`` of this column of ``table``) that ``dtype`` cannot
+        hold: converted to float32, 1e39 becomes inf."""
+        with np.errstate(over="ignore"):  # the overflow is what we look for
+            beyond = np.isinf(t.astype(dtype))  # as the network will convert it; NaN stays NaN
+        if not beyond.any():
+            return
+        row = int(np.argmax(beyond))
+        where, cell, kind = table.where(row, self.name), table.cell(row, self.name), np.dtype(dtype)
+        if self.mean == 0 and self.scale == 1:  # not standardised (--no-target-scaling)
+            raise DataError(f"{where}: {cell!r} is beyond the range of {kind.name} "
+                            f"({np.finfo(kind).max:.3g}), the network's dtype; rescale the column "
+                            f"or leave target scaling on")
+        raise DataError(f"{where}: a value too large to use ({cell!r}; standardised, it is "
+                        f"{t[row]:.3g}, beyond {kind.name})")
+
     def unstandardise(self, t):
         """Network outputs -> the user's units, of the outputs' dtype; in float64 where the
         units lie beyond that dtype's range (a target in the 1e40s overflows float32)."""

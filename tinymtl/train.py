@@ -258,6 +258,9 @@ def train(args, *, stdout=None):
                         weights=network.weighting.current_weights if adaptive else None)
     X = model.inputs(dataset.table)                     # (n_rows, n_inputs), every row at once
     targets = model.targets(dataset.labels)
+    for name, t in targets.items():  # a value beyond the dtype: named by its cell, not its task
+        if model.tasks[name].kind == "regress":
+            model.tasks[name].check_fits(dataset.table, t, network.dtype)
     if origin is not None:  # kept heads that are not in the data get no labels
         targets = transfer.targets_for(model, targets, dataset.table.n_rows)
         progress.say(f"from {origin['from']}: trunk {','.join(map(str, model.network.hidden))} "
