@@ -103,3 +103,18 @@ def test_every_row_is_tested_once_and_folds_keep_class_shares(n_rows, k, seed, s
         for s in np.unique(strata):
             counts = [int(np.sum(strata[test] == s)) for _, test in folds]
             assert max(counts) - min(counts) <= 1
+
+
+def test_a_target_beyond_float32_is_named_by_its_cell(tmp_path, capsys):
+    """With --no-target-scaling, 1e39 does not fit the network's float32: the error names the
+    file, line and column, as train's does."""
+    path = generated_csv(tmp_path)
+    lines = (tmp_path / "gen.csv").read_text().splitlines()
+    cells = lines[7].split(",")
+    lines[7] = ",".join([*cells[:-1], "1e39"])  # line 8: the header, then rows
+    (tmp_path / "gen.csv").write_text("\n".join(lines) + "\n")
+    assert compare.main([*TINY, "--csv", path, "--classify", "hot", "--regress", "level",
+                         "--no-target-scaling"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f'{path}: line 8, column "level": \'1e39\' is beyond the range of float32' in err
