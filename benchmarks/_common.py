@@ -363,7 +363,9 @@ def make_data(spec, dtype):
 def tinymtl_net(spec, dtype, threads=None):
     """The workload's MultiTaskNet; passes threads= to the constructor when it accepts it.
 
-    Returns (net, fit_extra_kwargs, how_threads_were_given).
+    Returns (net, fit_extra_kwargs, how_threads_were_given). The fit arguments ask for plain SGD
+    (no momentum, no weight decay, a constant rate), whatever fit's defaults are: the races are
+    against ``torch.optim.SGD(lr=...)``.
     """
     import tinymtl
     heads = {TASK_CLASSIFY: tinymtl.Classify(spec["n_classes"]),
@@ -371,6 +373,9 @@ def tinymtl_net(spec, dtype, threads=None):
     kwargs = dict(n_inputs=spec["n_features"], hidden=spec["hidden"], heads=heads,
                   seed=INIT_SEED, dtype=dtype)
     fit_kwargs, how = {}, "env vars only (MultiTaskNet and fit take no threads=)"
+    fit_parameters = inspect.signature(tinymtl.MultiTaskNet.fit).parameters
+    plain_sgd = {"momentum": 0.0, "weight_decay": 0.0, "lr_schedule": "constant"}
+    fit_kwargs.update({k: v for k, v in plain_sgd.items() if k in fit_parameters})
     if threads is not None:
         if "threads" in inspect.signature(tinymtl.MultiTaskNet).parameters:
             kwargs["threads"], how = threads, f"MultiTaskNet(threads={threads})"

@@ -79,7 +79,8 @@ def run_seed(seed, config):
                                       rng=init_rng.spawn(1)[0])
     start = time.perf_counter()
     pretrained.fit(X_source, {"source": y_source}, epochs=config["source_epochs"], batch_size=64,
-                   lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY, threads=1)
+                   lr=LR, lr_schedule="constant", momentum=MOMENTUM, weight_decay=WEIGHT_DECAY,
+                   threads=1)
     result = {"seed": seed, "source_accuracy": accuracy(pretrained, "source", X_source_test, y_source_test),
               "pretrain_seconds": time.perf_counter() - start,
               "target_majority": float(np.bincount(y_test).max() / len(y_test)), "k": {}}
@@ -96,7 +97,7 @@ def run_seed(seed, config):
         scores = {}
         for method, net in nets.items():
             net.fit(X, {"target": y}, epochs=epochs, batch_size=batch_size, lr=LR, momentum=MOMENTUM,
-                    weight_decay=WEIGHT_DECAY, threads=1, **options[method])
+                    lr_schedule="constant", weight_decay=WEIGHT_DECAY, threads=1, **options[method])
             scores[method] = accuracy(net, "target", X_test, y_test)
         result["k"][k] = scores
     return result

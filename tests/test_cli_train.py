@@ -143,6 +143,7 @@ BAD_OPTIONS = [
     (["--hidden", "16,x"], "--hidden"), (["--hidden", "16,0"], "--hidden"),
     (["--batch-size", "0"], "--batch-size"), (["--momentum", "1"], "--momentum"),
     (["--val-fraction", "1"], "--val-fraction"), (["--lr", "nan"], "--lr"), (["--bogus"], "--bogus"),
+    (["--lr-schedule", "linear"], "--lr-schedule"),
     (["--csv", "x.csv"], "--classify or --regress"),
 ]
 

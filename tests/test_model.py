@@ -45,7 +45,8 @@ def test_predictions_are_in_the_users_units():
     tasks = {"t": RegressTarget.fit(t, "t")}
     model = Model.build(features, tasks, hidden=(), rng=np.random.default_rng(0))
     X, labels = model.inputs(t), model.labels(t)
-    model.network.fit(X, model.targets(labels), epochs=300, batch_size=11, lr=0.1)
+    model.network.fit(X, model.targets(labels), epochs=300, batch_size=11, lr=0.1, momentum=0.0,
+                      weight_decay=0.0, lr_schedule="constant")  # plain SGD: the exact line
     np.testing.assert_allclose(model.predict(X)["t"], labels["t"], atol=1.0)  # thousands, not z-scores
 
 

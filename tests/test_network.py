@@ -128,7 +128,8 @@ def test_fit_is_sgd_on_loss_and_gradients_batch_by_batch(arch, batch_size, dtype
     targets = random_targets(rng, heads, n_rows, missing=0.2)
     trained = MultiTaskNet(n_inputs, hidden, heads, seed=seed % 1000, dtype=dtype)
     stepped = MultiTaskNet(n_inputs, hidden, heads, seed=seed % 1000, dtype=dtype)
-    trained.fit(X, targets, epochs=2, batch_size=batch_size, lr=0.01, rng=np.random.default_rng(1))
+    trained.fit(X, targets, epochs=2, batch_size=batch_size, lr=0.01, momentum=0.0, weight_decay=0.0,
+                lr_schedule="constant", rng=np.random.default_rng(1))
     shuffle = np.random.default_rng(1)
     for _ in range(2):
         order = shuffle.permutation(n_rows)
@@ -140,6 +141,29 @@ def test_fit_is_sgd_on_loss_and_gradients_batch_by_batch(arch, batch_size, dtype
     for name, p in trained.parameters().items():
         np.testing.assert_allclose(p, stepped.parameters()[name], rtol=1e-5 if dtype == np.float32 else 1e-12,
                                    atol=1e-6 if dtype == np.float32 else 1e-14, err_msg=name)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_a_cosine_schedule_scales_each_epochs_steps(momentum):
+    """fit(lr_schedule="cosine") is fit with lr * lr_factor(epoch) in each epoch, as epochs of
+    single-batch steps taken by hand show, with momentum carried across the epochs."""
+    from tinymtl.optim import SGD, lr_factor
+    rng = np.random.default_rng(5)
+    heads = {"y": Classify(3), "t": Regress(1)}
+    X = rng.standard_normal((12, 4))
+    targets = random_targets(rng, heads, 12)
+    scheduled = MultiTaskNet(4, (5,), heads, seed=2, dtype=np.float64)
+    by_hand = MultiTaskNet(4, (5,), heads, seed=2, dtype=np.float64)
+    scheduled.fit(X, targets, epochs=4, batch_size=12, lr=0.1, momentum=momentum,
+                  weight_decay=0.0, lr_schedule="cosine")
+    optimizer = SGD(by_hand.param_groups(0.1), momentum=momentum)
+    checked = by_hand._check_targets(targets, 12)
+    for epoch in range(1, 5):
+        optimizer.groups[0].lr = 0.1 * lr_factor("cosine", epoch, 4)
+        by_hand.train_step(by_hand._check_inputs(X), checked, optimizer)
+    np.testing.assert_allclose(scheduled.flat_params, by_hand.flat_params, rtol=0, atol=1e-14)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        scheduled.fit(X, targets, epochs=1, lr_schedule="step")
 
 
 def test_parameters_are_live_arrays():
@@ -207,9 +231,8 @@ def test_fit_learns_iris_species_and_petal_width_jointly():
         mean, std = X[train].mean(axis=0), X[train].std(axis=0)
         Xs = ((X - mean) / std).astype(np.float32)
         net = MultiTaskNet(3, (16, 16), {"species": Classify(3), "petal_width": Regress(1)}, seed=0)
-        history = net.fit(Xs[train], {"species": y[train], "petal_width": t[train]},
-                          epochs=200, batch_size=16, lr=0.05)
-        assert len(history["species"]) == 200
+        history = net.fit(Xs[train], {"species": y[train], "petal_width": t[train]})  # defaults
+        assert len(history["species"]) == 300
         assert history["species"][-1] < history["species"][0] / 4
         out = net.predict(Xs[test])
         assert out["species"].dtype == np.float32
@@ -217,6 +240,17 @@ def test_fit_learns_iris_species_and_petal_width_jointly():
         errors.append(np.sqrt(np.mean((out["petal_width"][:, 0] - t[test]) ** 2)))
     assert np.mean(accuracies) >= 0.93 and min(accuracies) >= 0.88, accuracies
     assert max(errors) <= 0.3, errors
+
+
+def test_fit_has_the_command_lines_defaults():
+    """One set of defaults: MultiTaskNet.fit's are python -m tinymtl.train's."""
+    import inspect
+
+    from tinymtl.train import DEFAULTS
+    signature = inspect.signature(MultiTaskNet.fit).parameters
+    for name, value in DEFAULTS.items():
+        if name != "hidden":  # the network's, not fit's
+            assert signature[name].default == value, name
 
 
 def test_rows_without_a_label_still_train_the_other_task():

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tinymtl.optim import SGD, ParamGroup
+from tinymtl.optim import LR_SCHEDULES, SGD, ParamGroup, lr_factor
 
 
 def reference_sgd(p, grads, lr, momentum, nesterov, weight_decay):
@@ -52,3 +52,20 @@ def test_sgd_rejects_bad_settings(kwargs, word):
 def test_sgd_rejects_a_non_positive_learning_rate():
     with pytest.raises(ValueError, match="lr"):
         SGD([ParamGroup([np.ones(2)], [np.ones(2)], 0.0)])
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 7, 300])
+def test_cosine_schedule_starts_at_the_full_rate_and_falls_smoothly_towards_zero(epochs):
+    factors = [lr_factor("cosine", epoch, epochs) for epoch in range(1, epochs + 1)]
+    assert factors[0] == 1.0
+    assert all(a > b for a, b in zip(factors, factors[1:]))  # strictly falling
+    assert 0 < factors[-1] <= 0.5 * (1 + np.cos(np.pi * (epochs - 1) / epochs)) + 1e-15
+    if epochs > 1:  # halfway through, half the rate (the cosine's symmetry)
+        assert lr_factor("cosine", epochs / 2 + 1, epochs) == pytest.approx(0.5)
+    assert [lr_factor("constant", epoch, epochs) for epoch in range(1, epochs + 1)] == [1.0] * epochs
+
+
+def test_an_unknown_schedule_is_refused_by_name():
+    assert LR_SCHEDULES == ("constant", "cosine")
+    with pytest.raises(ValueError, match="lr_schedule must be one of constant, cosine, got 'linear'"):
+        lr_factor("linear", 1, 10)

@@ -187,7 +187,8 @@ def summarise(args, dataset, scores):
             "folds": args.folds, "seeds": list(range(args.seed, args.seed + args.seeds)),
             "runs": args.folds * args.seeds,
             "training": {"hidden": list(args.hidden), "epochs": args.epochs,
-                         "batch_size": args.batch_size, "lr": args.lr, "momentum": args.momentum,
+                         "batch_size": args.batch_size, "lr": args.lr,
+                         "lr_schedule": args.lr_schedule, "momentum": args.momentum,
                          "weight_decay": args.weight_decay, "patience": args.patience,
                          "weighting": args.weighting, "target_scaling": dataset.target_scaling},
             "tasks": tasks}
@@ -202,7 +203,8 @@ def format_report(report):
              f"mean +/- sample std over runs",
              f"every model: trunk {hidden}, {t['epochs']} epochs"
              + (f" (patience {t['patience']})" if t["patience"] else "")
-             + f", batch {t['batch_size']}, lr {t['lr']:g}; multi-task weighting {t['weighting']}"]
+             + f", batch {t['batch_size']}, lr {t['lr']:g} ({t['lr_schedule']}); "
+               f"multi-task weighting {t['weighting']}"]
 
     def pm(stats):
         return "n/a" if stats["mean"] is None else f"{stats['mean']:.4f} +/- {stats['std']:.4f}"

@@ -24,7 +24,7 @@ from .errors import DataError, TrainingDiverged
 from .heads import Classify, Regress
 from .layers import Dense, ReLU
 from .losses import Scratch
-from .optim import SGD, ParamGroup
+from .optim import SGD, ParamGroup, lr_factor
 from .weighting import make_weighting, project_conflicts
 
 
@@ -472,10 +472,14 @@ class MultiTaskNet:
         return {name: head.loss(logits[:, self.columns[name]], targets[name])[0]
                 for name, head in self.heads.items()}
 
-    def fit(self, X, targets, *, epochs=200, batch_size=16, lr=0.05, momentum=0.0,
-            nesterov=False, weight_decay=0.0, rng=None, freeze=(), trunk_lr=None,
+    def fit(self, X, targets, *, epochs=300, batch_size=16, lr=0.01, lr_schedule="cosine",
+            momentum=0.9, nesterov=False, weight_decay=0.01, rng=None, freeze=(), trunk_lr=None,
             validation=None, patience=None, callback=None, threads=None):
         """Train by mini-batch SGD; returns the per-epoch history {task: [mean training loss]}.
+
+        The defaults are ``python -m tinymtl.train``'s (see the README for how they were chosen):
+        300 epochs of batches of 16, learning rate 0.01 falling along a cosine, momentum 0.9 and
+        weight decay 0.01.
 
         Rows are reshuffled every epoch from ``rng`` (by default the network's own shuffle stream,
         so the same seed gives the same training). ``freeze`` and ``trunk_lr``: see
@@ -484,6 +488,10 @@ class MultiTaskNet:
         (the sum of the tasks' unweighted mean losses) has not improved for ``patience`` epochs,
         and the best epoch's parameters are restored. ``callback(epoch, history)`` is called
         after each epoch.
+
+        ``lr_schedule``: "constant" keeps every group's learning rate; "cosine" multiplies it by
+        ``optim.lr_factor`` in each epoch, from 1 in the first epoch down to nearly 0 in the last
+        (with early stopping, the schedule still spans ``epochs``).
 
         ``threads`` (default: OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS or the
         number of cores) is how many threads BLAS may use while training (see
@@ -509,6 +517,8 @@ class MultiTaskNet:
             targets_val = self._check_targets(validation[1], x_val.shape[0])
         optimizer = SGD(self.param_groups(lr, trunk_lr=trunk_lr, freeze=freeze),
                         momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+        lr_factor(lr_schedule, 1, epochs)  # a ValueError for an unknown schedule, before training
+        base_lrs = [group.lr for group in optimizer.groups]
         rng = self.shuffle_rng if rng is None else rng
 
         history = {name: [] for name in self.heads}
@@ -519,6 +529,9 @@ class MultiTaskNet:
         # Overflow while diverging is expected: the finite-loss check reports it, in one line.
         with parallel.blas_threads(threads), np.errstate(over="ignore", invalid="ignore"):
             for epoch in range(1, epochs + 1):
+                factor = lr_factor(lr_schedule, epoch, epochs)
+                for group, base_lr in zip(optimizer.groups, base_lrs):
+                    group.lr = base_lr * factor
                 try:
                     epoch_losses = self._train_epoch(x, targets, batch_size, optimizer, rng)
                     # the last step may itself have thrown the parameters to inf or NaN

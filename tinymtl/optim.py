@@ -5,7 +5,27 @@ and a learning rate per group. A frozen parameter is simply one that is in no gr
 no update, no momentum and no weight decay.
 """
 
+import math
+
 import numpy as np
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(schedule, epoch, epochs):
+    """The multiple of the base learning rate for ``epoch`` (1..epochs).
+
+    constant  1 throughout.
+    cosine    0.5 (1 + cos(pi (epoch - 1) / epochs)): 1 in the first epoch, falling smoothly to
+              about (pi / 2 epochs)^2 in the last (Loshchilov & Hutter's SGDR, without restarts).
+              Early epochs take large steps; the last ones take small steps, so the weights that
+              training ends with are not thrown about by the last batches' noise.
+    """
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / epochs))
+    raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {schedule!r}")
 
 
 class ParamGroup:
