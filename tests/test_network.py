@@ -242,6 +242,15 @@ def test_fit_learns_iris_species_and_petal_width_jointly():
     assert max(errors) <= 0.3, errors
 
 
+def test_fit_refuses_data_without_rows():
+    net = MultiTaskNet(2, (3,), {"y": Classify(2)}, seed=0)
+    with pytest.raises(ValueError, match=r"at least one row of X, got shape \(0, 2\)"):
+        net.fit(np.zeros((0, 2)), {"y": np.zeros(0, int)}, epochs=2)
+    with pytest.raises(ValueError, match=r"validation needs at least one row"):
+        net.fit(np.zeros((4, 2)), {"y": np.zeros(4, int)}, epochs=2,
+                validation=(np.zeros((0, 2)), {"y": np.zeros(0, int)}))
+
+
 def test_fit_has_the_command_lines_defaults():
     """One set of defaults: MultiTaskNet.fit's are python -m tinymtl.train's."""
     import inspect

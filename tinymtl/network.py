@@ -501,6 +501,8 @@ class MultiTaskNet:
         before ``fit`` and TrainingDiverged (a ValueError) is raised.
         """
         x = self._check_inputs(X)
+        if x.shape[0] == 0:
+            raise ValueError(f"fit needs at least one row of X, got shape {x.shape}")
         targets = self._check_targets(targets, x.shape[0])
         for label, value in (("epochs", epochs), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
@@ -514,6 +516,8 @@ class MultiTaskNet:
             raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
         if validation is not None:
             x_val = self._check_inputs(validation[0], "validation X")
+            if x_val.shape[0] == 0:
+                raise ValueError(f"validation needs at least one row, got shape {x_val.shape}")
             targets_val = self._check_targets(validation[1], x_val.shape[0])
         optimizer = SGD(self.param_groups(lr, trunk_lr=trunk_lr, freeze=freeze),
                         momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
