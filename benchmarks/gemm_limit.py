@@ -102,6 +102,8 @@ def minimal_program(spec, np, dtype, X, labels, value, lr, start=None):
     the live [W; b] blocks, from ``start`` (a list of [W; b] arrays) when given.
     """
     batch, k = spec["batch_size"], spec["n_classes"]
+    if spec["n_regress"] != 1:
+        raise ValueError("minimal_program is written for one regression output")
     widths = (spec["n_features"], *spec["hidden"], k + spec["n_regress"])
     rng = np.random.default_rng(0)
     shapes = [(n_in + 1, n_out) for n_in, n_out in zip(widths[:-1], widths[1:])]  # [W; b]

@@ -242,6 +242,19 @@ def test_fit_learns_iris_species_and_petal_width_jointly():
     assert max(errors) <= 0.3, errors
 
 
+def test_full_batch_fit_keeps_no_extra_copy_of_the_data():
+    """fit reads batches from its gathered chunk; the workspace's own input buffer (for
+    train_step) is not made, and a chunk bigger than GATHER_BYTES is let go after fit."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((3000, 40)).astype(np.float32)  # 480 KB: more than a chunk
+    net = MultiTaskNet(40, (4,), {"t": Regress(1)}, seed=0)
+    net.fit(X, {"t": X[:, 0]}, epochs=2, batch_size=3000)
+    assert net._gathered is None
+    assert net._workspaces[3000]._inputs is None
+    net.fit(X, {"t": X[:, 0]}, epochs=1, batch_size=16)  # small batches: the chunk is kept
+    assert net._gathered is not None and net._gathered.nbytes <= 256 * 1024
+
+
 def test_fit_refuses_data_without_rows():
     net = MultiTaskNet(2, (3,), {"y": Classify(2)}, seed=0)
     with pytest.raises(ValueError, match=r"at least one row of X, got shape \(0, 2\)"):

@@ -33,8 +33,8 @@ class _Workspace:
 
     A training step writes every activation and activation gradient into these, so after the
     first batch of each size it allocates nothing. ``inputs`` holds a batch of inputs followed
-    by a column of ones (the bias trick: see ``Dense``), for ``train_step``; ``fit`` reads its
-    batches from ``_Gathered`` instead. For hidden layer i, ``hidden[i]`` holds h_i, again
+    by a column of ones (the bias trick: see ``Dense``), for ``train_step``; it is made on first
+    use, since ``fit`` reads its batches from ``_Gathered`` instead. For hidden layer i, ``hidden[i]`` holds h_i, again
     followed by a column of ones (the ReLU runs over the whole array in place, and keeps a 1 as
     1), and ``z[i]`` is the view of its other columns, where the Dense layer writes;
     ``slope[i]`` holds the ReLU's slope and ``positive[i]`` its comparison; ``grad_hidden[i]``
@@ -63,8 +63,8 @@ class _Workspace:
             return made
 
         self.arrays = {}  # name -> the row-major arrays, for a workspace within this one
-        self.n_rows = n_rows
-        self.inputs = with_ones("inputs", n_inputs)
+        self.n_rows, self.n_inputs, self.dtype = n_rows, n_inputs, dtype
+        self._inputs = None
         self.hidden = [with_ones(f"hidden.{i}", width) for i, width in enumerate(hidden)]
         self.z = [h[:, :-1] for h in self.hidden]
         self.slope = [array(f"slope.{i}", width + 1) for i, width in enumerate(hidden)]
@@ -78,6 +78,14 @@ class _Workspace:
         self.grad_logits = np.empty((n_logits, n_rows), dtype).T
         self.scratch = {name: Scratch() for name in heads}
         self.task_scratch = Scratch()  # for the per-task gradients of GradNorm and PCGrad
+
+    @property
+    def inputs(self):
+        """(n_rows, n_inputs + 1): a batch's inputs, then a column of ones; made on first use."""
+        if self._inputs is None:
+            self._inputs = np.empty((self.n_rows, self.n_inputs + 1), self.dtype)
+            self._inputs[:, -1] = 1
+        return self._inputs
 
 
 class _Gathered:
@@ -102,6 +110,7 @@ class _Gathered:
         self.targets = {name: np.empty(n_rows, np.int64) if head.kind == "classify"
                         else np.empty((n_rows, head.n_outputs), dtype)
                         for name, head in heads.items()}
+        self.nbytes = self.x.nbytes + self.inputs.nbytes + sum(t.nbytes for t in self.targets.values())
 
     @classmethod
     def rows_for(cls, batch_size, n_rows, n_inputs, heads, dtype):
@@ -568,6 +577,8 @@ class MultiTaskNet:
                     break
         if best_params is not None:
             self.flat_params[...] = best_params
+        if self._gathered is not None and self._gathered.nbytes > _Gathered.GATHER_BYTES:
+            self._gathered = None  # a batch bigger than a chunk: do not keep its copy of the data
         return history
 
     def _train_epoch(self, x, targets, batch_size, optimizer, rng):
