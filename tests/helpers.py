@@ -1,5 +1,7 @@
 """Shared test fixtures: random networks and batches with random (non-zero) biases."""
 
+import json
+
 import numpy as np
 
 import tinymtl
@@ -50,3 +52,20 @@ def write_related_csv(path, n_rows, columns, *, seed):
                               for v in (table[name][i] for name in columns)))
     path.write_text("\n".join(lines) + "\n")
     return str(path)
+
+
+DELETE = object()  # as the value of ``with_field``: remove the field
+
+
+def with_field(meta, path, value):
+    """A copy of ``meta`` (through JSON, as a file holds it) with the field at ``path`` (a tuple
+    of keys) set to ``value``, or removed when ``value`` is DELETE: a malformed file's metadata."""
+    meta = json.loads(json.dumps(meta))
+    entry = meta
+    for key in path[:-1]:
+        entry = entry[key]
+    if value is DELETE:
+        del entry[path[-1]]
+    else:
+        entry[path[-1]] = value
+    return meta

@@ -9,6 +9,8 @@ from tinymtl import Classify, MultiTaskNet, Regress
 from tinymtl.checkpoint import read_safetensors, save_npz, write_safetensors
 from tinymtl.errors import CheckpointError
 
+from helpers import DELETE, with_field
+
 
 def small_net(seed=0, dtype=np.float32, hidden=(4, 5)):
     return MultiTaskNet(3, hidden, {"y": Classify(3), "t": Regress(2)}, seed=seed, dtype=dtype)
@@ -243,20 +245,6 @@ def test_a_parameter_of_another_dtype_is_refused(tmp_path):
 # Malformed metadata: every field a loader reads is checked before it is used, so a hand-edited
 # or corrupt file is a one-line CheckpointError naming the file and the field, never a TypeError.
 
-def _set(meta, path, value):
-    """meta with the field at ``path`` (a tuple of keys) set to ``value``, or deleted for DELETE."""
-    meta = json.loads(json.dumps(meta))
-    entry = meta
-    for key in path[:-1]:
-        entry = entry[key]
-    if value is DELETE:
-        del entry[path[-1]]
-    else:
-        entry[path[-1]] = value
-    return meta
-
-
-DELETE = object()
 
 BAD_DESCRIPTIONS = [  # (field path in the description, bad value, words the message must hold)
     (("n_inputs",), DELETE, "network.n_inputs is missing"),
@@ -306,7 +294,7 @@ BAD_DESCRIPTIONS = [  # (field path in the description, bad value, words the mes
 def test_a_malformed_network_description_names_the_field(tmp_path, path, value, words, suffix):
     from tinymtl.checkpoint import network_meta, save_safetensors
     net = small_net()
-    meta = {"network": _set(network_meta(net), path, value)}
+    meta = {"network": with_field(network_meta(net), path, value)}
     bad = tmp_path / f"bad{suffix}"
     if suffix == ".npz":
         save_npz(bad, dict(net.parameters()), meta)
@@ -330,7 +318,7 @@ def test_a_malformed_weighting_option_names_the_option(tmp_path, method, options
     from tinymtl.checkpoint import network_meta
     net = MultiTaskNet(3, (4,), {"y": Classify(3), "t": Regress(1)}, seed=0, weighting=method)
     save_npz(tmp_path / "bad.npz", dict(net.parameters()),
-             {"network": _set(network_meta(net), ("weighting", "options"), options)})
+             {"network": with_field(network_meta(net), ("weighting", "options"), options)})
     with pytest.raises(CheckpointError, match="invalid metadata") as err:
         MultiTaskNet.load(tmp_path / "bad.npz")
     assert words in str(err.value)

@@ -1,5 +1,4 @@
 import io
-import json
 
 import numpy as np
 import pytest
@@ -9,6 +8,8 @@ from hypothesis import strategies as st
 from tinymtl import CheckpointError, checkpoint
 from tinymtl.data import ClassTarget, Features, RegressTarget, parse_csv, read_bundled
 from tinymtl.model import Model
+
+from helpers import DELETE, with_field
 
 
 def table(text):
@@ -138,21 +139,6 @@ def test_loading_rejects_safetensors_without_model_metadata_and_text_files(tmp_p
 
 # Malformed preprocessing metadata: a one-line CheckpointError naming the file and the field
 
-def _with(meta, path, value):
-    """A copy of ``meta`` (through JSON, as a file holds it) with the field at ``path`` set,
-    or deleted when ``value`` is DELETE."""
-    meta = json.loads(json.dumps(meta))
-    entry = meta
-    for key in path[:-1]:
-        entry = entry[key]
-    if value is DELETE:
-        del entry[path[-1]]
-    else:
-        entry[path[-1]] = value
-    return meta
-
-
-DELETE = object()
 
 
 @pytest.mark.parametrize("path, value, words", [
@@ -198,7 +184,7 @@ DELETE = object()
 def test_malformed_model_metadata_names_the_field(tmp_path, path, value, words):
     model, *_ = iris_model(epochs=1)
     arrays, meta = model.to_file_contents()
-    checkpoint.save_npz(tmp_path / "bad.npz", arrays, _with(meta, path, value))
+    checkpoint.save_npz(tmp_path / "bad.npz", arrays, with_field(meta, path, value))
     with pytest.raises(CheckpointError) as err:
         Model.load(tmp_path / "bad.npz")
     message = str(err.value)
@@ -209,9 +195,9 @@ def test_malformed_model_metadata_names_the_field(tmp_path, path, value, words):
 def test_valid_metadata_without_training_and_metrics_or_with_nulls_still_loads(tmp_path):
     model, iris, X, _ = iris_model(epochs=1)
     arrays, meta = model.to_file_contents()
-    for changed in (_with(_with(meta, ("training",), DELETE), ("metrics",), DELETE),
-                    _with(_with(meta, ("training",), None), ("metrics",), None),
-                    _with(meta, ("network", "seed"), None)):
+    for changed in (with_field(with_field(meta, ("training",), DELETE), ("metrics",), DELETE),
+                    with_field(with_field(meta, ("training",), None), ("metrics",), None),
+                    with_field(meta, ("network", "seed"), None)):
         checkpoint.save_npz(tmp_path / "m.npz", arrays, changed)
         loaded = Model.load(tmp_path / "m.npz")
         assert all(np.array_equal(loaded.predict(X)[k], v) for k, v in model.predict(X).items())
