@@ -130,9 +130,7 @@ def run_fold(args, dataset, train_rows, test_rows, *, seed, fold, where):
                             rng=np.random.default_rng([seed, fold]), **options)
         X = model.inputs(data.table)
         targets = model.targets({name: data.labels[name] for name in tasks})
-        for name, t in targets.items():  # a value beyond the dtype: named by its cell, not its task
-            if model.tasks[name].kind == "regress":
-                model.tasks[name].check_fits(data.table, t, model.network.dtype)
+        model.check_targets_fit(data.table, targets)
         validation = None if val_rows is None else (X[val_rows], take_targets(targets, val_rows))
         try:
             model.network.fit(X[fit_rows], take_targets(targets, fit_rows), **train.fit_options(args),

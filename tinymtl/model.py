@@ -71,6 +71,14 @@ class Model:
         return {name: (self.tasks[name].standardise(y) if self.tasks[name].kind == "regress" else y)
                 for name, y in labels.items()}
 
+    def check_targets_fit(self, table, targets):
+        """Raise DataError naming the cell (file, line, column) of ``table`` whose regression
+        target, as ``targets()`` gave it, the network's dtype cannot hold (the network itself
+        could name only the task)."""
+        for name, t in targets.items():
+            if self.tasks[name].kind == "regress":
+                self.tasks[name].check_fits(table, t, self.network.dtype)
+
     def predict(self, X):
         """X (n, n_inputs) -> {task: probabilities (n, n_classes) or values (n,) in user units}."""
         out = self.network.predict(X)

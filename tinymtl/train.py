@@ -26,7 +26,7 @@ from .weighting import METHODS
 # Chosen by measurement against scikit-learn's MLP on synthetic CSVs of 250-500 rows (nonlinear
 # classes, nonlinear regression, text + numeric features): weight decay 0.01 closed most of the gap
 # (1e-4: 0.03-0.05 behind; 0.01: within 0.02), 10% validation rather than 20% the rest. Then on
-# 37 targets of 35 CSVs (150-5,000 rows): a constant rate of 0.01 left the last epoch's weights
+# 37 targets of 34 CSVs (150-5,000 rows): a constant rate of 0.01 left the last epoch's weights
 # noisy from 3,000 rows on (-0.044 R^2); falling along a cosine it trails by 0.012 at worst.
 DEFAULTS = {"hidden": (64, 64), "epochs": 300, "batch_size": 16, "lr": 0.01,
             "lr_schedule": "cosine", "momentum": 0.9, "weight_decay": 0.01}  # fit's own defaults
@@ -264,9 +264,7 @@ def train(args, *, stdout=None):
                         weights=network.weighting.current_weights if adaptive else None)
     X = model.inputs(dataset.table)                     # (n_rows, n_inputs), every row at once
     targets = model.targets(dataset.labels)
-    for name, t in targets.items():  # a value beyond the dtype: named by its cell, not its task
-        if model.tasks[name].kind == "regress":
-            model.tasks[name].check_fits(dataset.table, t, network.dtype)
+    model.check_targets_fit(dataset.table, targets)
     if origin is not None:  # kept heads that are not in the data get no labels
         targets = transfer.targets_for(model, targets, dataset.table.n_rows)
         progress.say(f"from {origin['from']}: trunk {','.join(map(str, model.network.hidden))} "
@@ -314,7 +312,8 @@ def train(args, *, stdout=None):
                       "categorical": dataset.categorical, "seed": args.seed,
                       "val_fraction": args.val_fraction, "hidden": list(model.network.hidden),
                       "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                      "lr_schedule": args.lr_schedule, "momentum": args.momentum, "weight_decay": args.weight_decay,
+                      "lr_schedule": args.lr_schedule, "momentum": args.momentum,
+                      "weight_decay": args.weight_decay,
                       "target_scaling": dataset.target_scaling, "weighting": args.weighting,
                       "loss_weights": balance["loss_weights"],
                       "weighting_options": balance["weighting_options"],
