@@ -180,10 +180,6 @@ def _string(value):
     return isinstance(value, str)
 
 
-def _finite(value):
-    return checkpoint.is_finite_number(value)
-
-
 def _positive(value):
     return checkpoint.is_finite_number(value) and value > 0
 
@@ -205,7 +201,7 @@ def _checked_features(meta, source):
         kind = field(entry, "kind", source, path, '"numeric" or "categorical"',
                      lambda v: v in ("numeric", "categorical"))
         if kind == "numeric":
-            field(entry, "mean", source, path, "a finite number", _finite)
+            field(entry, "mean", source, path, "a finite number", checkpoint.is_finite_number)
             field(entry, "scale", source, path, "a finite number > 0", _positive)
         else:
             checkpoint.meta_list(entry, "categories", source, path, "a string", _string,
@@ -229,6 +225,6 @@ def _checked_tasks(meta, source):
             checkpoint.meta_list(entry, "classes", source, path, "a string", _string,
                                  min_length=2, distinct=True)
         else:
-            field(entry, "mean", source, path, "a finite number", _finite)
+            field(entry, "mean", source, path, "a finite number", checkpoint.is_finite_number)
             field(entry, "scale", source, path, "a finite number > 0", _positive)
     return entries
