@@ -34,12 +34,14 @@ class _Workspace:
     A training step writes every activation and activation gradient into these, so after the
     first batch of each size it allocates nothing. ``inputs`` holds a batch of inputs followed
     by a column of ones (the bias trick: see ``Dense``), for ``train_step``; it is made on first
-    use, since ``fit`` reads its batches from ``_Gathered`` instead. For hidden layer i, ``hidden[i]`` holds h_i, again
-    followed by a column of ones (the ReLU runs over the whole array in place, and keeps a 1 as
-    1), and ``z[i]`` is the view of its other columns, where the Dense layer writes;
-    ``slope[i]`` holds the ReLU's slope and ``positive[i]`` its comparison; ``grad_hidden[i]``
-    dL/dh_i, whose last column (the gradient for the constant 1, never used) stays 0, and
-    ``grad_z[i]`` the view of its other columns, which the ReLU's backward turns into dL/dz_i.
+    use, since ``fit`` reads its batches from ``_Gathered`` instead.
+
+    For hidden layer i, ``hidden[i]`` holds h_i, again followed by a column of ones (the ReLU
+    runs over the whole array in place, and keeps a 1 as 1), and ``z[i]`` is the view of its
+    other columns, where the Dense layer writes; ``slope[i]`` holds the ReLU's slope and
+    ``positive[i]`` its comparison; ``grad_hidden[i]`` holds dL/dh_i, whose last column (the
+    gradient for the constant 1, never used) stays 0, and ``grad_z[i]`` is the view of its other
+    columns, which the ReLU's backward turns into dL/dz_i.
 
     ``logits`` and ``grad_logits`` hold every head's columns side by side, stored class by class:
     they are (n_logits, batch) arrays seen through their transpose (batch, n_logits), so each
