@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from tinymtl import cli, train
+from tinymtl import cli, curves, train
+from tinymtl.errors import CheckpointError
 from tinymtl.data import take_targets
 from tinymtl.model import Model
 
@@ -65,10 +66,23 @@ def test_early_stopping_saves_the_best_epoch_of_the_history(tmp_path, capsys):
     assert f"in epoch {best}, whose weights are kept" in err
 
 
-def test_a_history_that_cannot_be_written_keeps_the_model(tmp_path, capsys):
+def test_a_history_in_a_missing_folder_fails_before_training(tmp_path, capsys):
     out = tmp_path / "m.npz"
     assert train.main(["--epochs", "2", "--hidden", "4", "--quiet", "--out", str(out),
                        "--history", str(tmp_path / "no" / "dir" / "h.csv")]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "cannot write (--history)" in err and "does not exist" in err
+    assert not out.exists()  # nothing was trained
+
+
+def test_a_history_that_fails_to_write_keeps_the_model(tmp_path, capsys, monkeypatch):
+    def fail(self, path):  # the disk fills up after the model is saved
+        raise CheckpointError(f"{path}: cannot write: No space left on device")
+
+    monkeypatch.setattr(curves.LearningCurves, "write_csv", fail)
+    out = tmp_path / "m.npz"
+    assert train.main(["--epochs", "2", "--hidden", "4", "--quiet", "--out", str(out),
+                       "--history", str(tmp_path / "h.csv")]) == 1
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "cannot write" in err and "model was saved" in err
     assert Model.load(out).training["epochs_run"] == 2

@@ -1,5 +1,8 @@
 """python -m tinymtl.train: called as main([...]); exit code, stdout, stderr and the model file."""
 
+import os
+import stat
+
 import numpy as np
 import pytest
 
@@ -207,6 +210,65 @@ def test_an_unwritable_out_is_reported_before_training(tmp_path, capsys, monkeyp
     assert err.count("\n") == 1 and "does not exist" in err and "--out" in err
     assert train.main(["--epochs", "1", "--out", str(tmp_path)]) == 1
     assert "is a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("clash", [["--out", "{csv}"], ["--history", "{csv}"],
+                                   ["--history", "{out}"], ["--plot", "{out}.png", "--history", "{out}.png"]])
+def test_an_output_that_would_replace_an_input_or_another_output_is_refused(tmp_path, out, capsys,
+                                                                           clash):
+    data = write(tmp_path, small_csv())
+    before = (tmp_path / "data.csv").read_bytes()
+    argv = [part.format(csv=data, out=out) for part in clash]
+    if "--out" not in argv:
+        argv += ["--out", str(out)]
+    code = train.main([*FAST, "--quiet", "--csv", data, "--classify", "kind", *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1 and "is the same file as" in err, err
+    assert (tmp_path / "data.csv").read_bytes() == before and out.read_bytes() == SENTINEL
+
+
+def test_an_output_reached_through_a_link_is_the_same_file(tmp_path, capsys):
+    data = write(tmp_path, small_csv())
+    (tmp_path / "link.csv").symlink_to(tmp_path / "data.csv")
+    code = train.main([*FAST, "--quiet", "--csv", data, "--classify", "kind",
+                       "--out", str(tmp_path / "link.csv")])
+    assert code == 2 and "is the same file as --csv" in capsys.readouterr().err
+
+
+def test_out_through_a_symbolic_link_replaces_the_file_it_points_to(tmp_path):
+    target = tmp_path / "models" / "v1.npz"
+    target.parent.mkdir()
+    target.write_bytes(SENTINEL)
+    link = tmp_path / "model.npz"
+    link.symlink_to(target)
+    assert train.main([*FAST, "--quiet", "--out", str(link)]) == 0
+    assert link.is_symlink() and Model.load(target).training["epochs"] == 3
+
+
+@pytest.mark.parametrize("kind", ["fifo", "read-only"])
+def test_out_that_is_not_a_writable_regular_file_is_refused_before_training(tmp_path, capsys, kind):
+    path = tmp_path / "model.npz"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.write_bytes(SENTINEL)
+        path.chmod(0o444)
+    assert train.main([*FAST, "--quiet", "--out", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "cannot write" in err and "--out" in err
+    assert ("not a regular file" in err) if kind == "fifo" else ("read-only" in err)
+    if kind == "fifo":
+        assert stat.S_ISFIFO(path.stat().st_mode)
+    else:
+        assert path.read_bytes() == SENTINEL
+
+
+def test_out_ending_in_safetensors_writes_safetensors(tmp_path):
+    path = tmp_path / "model.safetensors"
+    assert train.main([*FAST, "--quiet", "--out", str(path)]) == 0
+    header_length = int.from_bytes(path.read_bytes()[:8], "little")
+    assert path.read_bytes()[8:9] == b"{" and header_length < path.stat().st_size
+    assert Model.load(path).training["epochs"] == 3
 
 
 def huge_csv(tmp_path, feature_scale, target_scale, outlier=None):

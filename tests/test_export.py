@@ -116,6 +116,15 @@ def test_bad_exports_are_one_line_and_touch_nothing(argv, code, words, trained, 
                                                                   *(o.name for o in outs)])
 
 
+def test_export_onto_its_own_model_file_is_refused(trained, tmp_path, capsys):
+    model = tmp_path / "m.npz"
+    model.write_bytes(trained[0].read_bytes())
+    assert export.main(["--model", str(model), "--format", "npz", str(model)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "OUT" in err and "same file as --model" in err
+    assert model.read_bytes() == trained[0].read_bytes()
+
+
 # ------------------------------------------------------------------------------------------------
 # PyTorch (must show 3): skipped without torch and safetensors
 

@@ -22,6 +22,7 @@ its range): a malformed file is one CheckpointError naming the file and the fiel
 import json
 import math
 import os
+import stat
 import struct
 import sys
 import zipfile
@@ -41,9 +42,35 @@ SAFETENSORS_DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
 # Atomic writes
 
 
+def replaceable_target(path):
+    """The file a write to ``path`` replaces: ``path`` with its symbolic links followed (the link
+    stays, its target gets the new content). CheckpointError if that is not a regular file
+    (a folder, a device such as /dev/null, a pipe) or is read-only (no write permission for
+    anyone: the owner meant to protect it)."""
+    target = Path(os.path.realpath(path))
+    try:
+        status = target.stat()
+    except FileNotFoundError:
+        return target
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot write: {err.strerror or err}") from None
+    if stat.S_ISDIR(status.st_mode):
+        raise CheckpointError(f"{path}: cannot write: it is a folder; give a file name")
+    if not stat.S_ISREG(status.st_mode):
+        raise CheckpointError(f"{path}: cannot write: it is not a regular file (a device, pipe or "
+                              f"socket), which a model or curves file would replace")
+    if not status.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        raise CheckpointError(f"{path}: cannot write: the file is read-only; make it writable or "
+                              f"choose another file")
+    return target
+
+
 def write_atomically(path, write):
-    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it to ``path``."""
-    path = Path(path)
+    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it to ``path``.
+
+    The target is ``replaceable_target(path)``: through a symbolic link, the file it points to.
+    """
+    path = replaceable_target(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:

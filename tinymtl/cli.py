@@ -9,12 +9,12 @@ import argparse
 import os
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from .checkpoint import replaceable_target
 from .data import ClassTarget, Features, RegressTarget, read_bundled, read_csv, split_rows
-from .errors import OptionError, TinyMTLError
+from .errors import CheckpointError, OptionError, TinyMTLError
 
 IRIS_CLASSIFY, IRIS_REGRESS = ["species"], ["petal_width"]
 
@@ -337,11 +337,41 @@ def short_float(value):
 def check_output_path(path, option):
     """Before any work: the file at ``path`` can be written (its folder exists and is writable,
     and it is not a folder), else a TinyMTLError (exit 1, a file problem) naming ``option``."""
-    path = Path(path)
-    folder = path.parent
-    if path.is_dir():
-        raise TinyMTLError(f"{path}: cannot write ({option}): it is a folder; give a file name")
+    try:
+        target = replaceable_target(path)
+    except CheckpointError as err:
+        raise TinyMTLError(f"{err} ({option})") from None
+    folder = target.parent
     if not folder.is_dir():
         raise TinyMTLError(f"{path}: cannot write ({option}): the folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
         raise TinyMTLError(f"{path}: cannot write ({option}): the folder {folder} is not writable")
+
+
+def check_distinct_files(outputs, inputs=()):
+    """OptionError unless every output file differs from every other output and every input.
+
+    ``outputs`` and ``inputs`` are (option, path) pairs; a path of None is skipped. Paths are
+    compared after following symbolic links, and existing files by device and inode (a hard
+    link is the same file), so ``--history model.npz`` cannot replace the model just saved and
+    ``--out data.csv`` cannot replace the data.
+    """
+    def same(a, b):
+        if os.path.realpath(a) == os.path.realpath(b):
+            return True
+        try:
+            return os.path.samefile(a, b)
+        except OSError:  # one of them does not exist yet
+            return False
+
+    outputs = [(option, path) for option, path in outputs if path is not None]
+    inputs = [(option, path) for option, path in inputs if path is not None]
+    for i, (option, path) in enumerate(outputs):
+        for other, other_path in outputs[:i]:
+            if same(path, other_path):
+                raise OptionError(f"{option} {path} is the same file as {other} {other_path}; "
+                                  f"give each output its own file")
+        for other, other_path in inputs:
+            if same(path, other_path):
+                raise OptionError(f"{option} {path} is the same file as {other} {other_path}, "
+                                  f"which writing it would replace; give another file name")

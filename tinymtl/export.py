@@ -52,6 +52,7 @@ def output_format(args):
 def export(args, *, stdout=None):
     stdout = stdout or sys.stdout
     fmt = output_format(args)
+    cli.check_distinct_files([("OUT", args.out)], [("--model", args.model)])
     arrays, meta = checkpoint.load_contents(args.model)
     if meta is None:
         raise CheckpointError(f"{args.model}: a safetensors file without tinymtl metadata; load it "

@@ -243,9 +243,16 @@ def train(args, *, stdout=None):
     """
     stdout = stdout or sys.stdout
     transfer.check_options(args)
-    cli.check_output_path(args.out, "--out")  # before training: no time lost
+    # before training, so no time is lost: every output can be written, none replaces another
+    # output or an input
+    cli.check_distinct_files([("--out", args.out), ("--history", args.history), ("--plot", args.plot)],
+                             [("--csv", args.csv), ("--from", args.source)])
+    cli.check_output_path(args.out, "--out")
+    if args.history is not None:
+        cli.check_output_path(args.history, "--history")
     if args.plot is not None:
-        curves.check_plot_path(args.plot)  # before training: no time lost
+        curves.check_plot_path(args.plot)
+        cli.check_output_path(args.plot, "--plot")
     split_rng, net_rng = random_streams(args.seed)
     dataset = cli.load_dataset(args, rng=split_rng)
     balance = network_options(args, dataset)
@@ -326,7 +333,8 @@ def train(args, *, stdout=None):
     saved = model.reloaded()  # exactly what predict will load from the file
     model.training["val_loss"] = sum(saved.network.task_losses(X[val_rows], targets_val).values())
     model.metrics = saved.evaluate(X[val_rows], take_targets(dataset.labels, val_rows))
-    model.save(args.out)
+    # the file's suffix picks the format, as for MultiTaskNet.save; predict reads either
+    (model.save_safetensors if args.out.lower().endswith(".safetensors") else model.save)(args.out)
 
     print(f"validation metrics ({len(val_rows)} rows held out of {dataset.table.n_rows}):", file=stdout)
     for line in cli.format_metrics(model.metrics, model.tasks):
