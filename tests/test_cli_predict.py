@@ -235,3 +235,32 @@ def test_rows_that_start_with_a_negative_value_are_rows(iris_model, capsys):
     assert len(json.loads(capsys.readouterr().out)) == 2
     assert predict.main(["--model", str(iris_model), "--nonsense"]) == 2
     assert "unrecognized arguments: --nonsense" in capsys.readouterr().err
+
+
+def test_an_input_that_overflows_the_network_is_a_one_line_error(iris_model, tmp_path, capsys):
+    assert predict.main(["--model", str(iris_model), "--format", "json", "5.1,3.5,3e38"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "not finite" in err and "'petal_length'" in err, err
+    assert "Warning" not in err
+    (tmp_path / "far.csv").write_text(IRIS + "5.1,3.5,1.4,0.2,setosa\n5.1,3.5,3e38,0.2,setosa\n")
+    assert evaluate.main(["--model", str(iris_model), "--csv", str(tmp_path / "far.csv")]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "far.csv: line 3" in err and "not finite" in err, err
+
+
+def test_regression_values_beyond_float32_are_printed_as_numbers(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=80)
+    rows = "\n".join(f"{x:.4f},{(5 + x) * 1e40:.6g}" for x in a)
+    (tmp_path / "big.csv").write_text("a,val\n" + rows + "\n")
+    model = tmp_path / "big.npz"
+    assert train.main(["--quiet", "--csv", str(tmp_path / "big.csv"), "--regress", "val",
+                       "--epochs", "30", "--out", str(model)]) == 0
+    capsys.readouterr()
+    for fmt in ("json", "csv", "table"):
+        assert predict.main(["--model", str(model), "--format", fmt, "0.5"]) == 0
+        captured = capsys.readouterr()
+        assert "inf" not in captured.out.lower() and captured.err == ""
+        if fmt == "json":
+            value = json.loads(captured.out)[0]["val"]
+            assert 1e40 < value < 1e42

@@ -70,3 +70,20 @@ def test_rmse_bounds_mae_and_perfect_regression_scores_zero_error(values, predic
         assert metrics.r2(values, values) == 1.0
         mean = [float(np.mean(values))] * len(values)
         assert abs(metrics.r2(values, mean)) < 1e-9
+
+
+@given(st.lists(st.floats(-1e3, 1e3), min_size=2, max_size=30),
+       st.integers(-300, 300))
+def test_regression_metrics_scale_with_the_values_without_overflow(values, power):
+    """Multiplying values and predictions by 10**power multiplies RMSE and MAE by it and leaves
+    R^2 alone, even where the squares would overflow float64 (10**300)."""
+    y = np.array(values)
+    p = y[::-1] * 0.5 + 1.0
+    plain = metrics.regression_metrics(y, p)
+    scaled = metrics.regression_metrics(y * 10.0 ** power, p * 10.0 ** power)
+    for name in ("rmse", "mae"):
+        assert math.isfinite(scaled[name])
+        assert math.isclose(scaled[name], plain[name] * 10.0 ** power, rel_tol=1e-9, abs_tol=1e-300)
+    if plain["r2"] is None or scaled["r2"] is None:
+        return
+    assert math.isclose(scaled["r2"], plain["r2"], rel_tol=1e-9, abs_tol=1e-9)

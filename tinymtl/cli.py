@@ -330,8 +330,10 @@ def format_metrics(metrics, tasks):
 
 
 def short_float(value):
-    """A float32 value as the shortest decimal that reads back as the same float32."""
-    return float(str(np.float32(value)))
+    """A NumPy float as the shortest decimal that reads back as the same value of its own dtype:
+    a float32 probability 0.1 prints as 0.1, not 0.10000000149011612, and a float64 value (a
+    regression output beyond float32's range) keeps its size."""
+    return float(str(value))
 
 
 def check_output_path(path, option):

@@ -137,7 +137,8 @@ def run_fold(args, dataset, train_rows, test_rows, *, seed, fold, where):
                               validation=validation)
         except TrainingDiverged as err:
             raise TrainingDiverged(f"{label} ({where}): {err}") from None
-        return model.evaluate(X[test_rows], {name: test_labels[name] for name in tasks})
+        return model.evaluate(X[test_rows], {name: test_labels[name] for name in tasks},
+                              where=lambda i: data.table.where(test_rows[i]))
 
     multi = fit_and_score(data.tasks, balance, "the multi-task model")
     results = {}

@@ -39,7 +39,7 @@ def evaluate(args, *, stdout=None):
         raise DataError(f"{table.source}: none of the model's target columns "
                         f"({', '.join(model.tasks)}) is in the file; its columns are "
                         f"{', '.join(table.names)}")
-    results = model.evaluate(X, model.labels(table, names))
+    results = model.evaluate(X, model.labels(table, names), where=table.where)
     if args.format == "json":
         json.dump(results, stdout, indent=2)
         stdout.write("\n")

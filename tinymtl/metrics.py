@@ -42,22 +42,29 @@ def macro_f1(labels, predicted, n_classes):
 
 
 def _labelled(values, predicted):
+    """The labelled rows' values and predictions, float64, divided by a unit u (returned too):
+    the largest |value| or |prediction|. Sums of squares of numbers near 1e300 would overflow;
+    divided by u they cannot, and each metric multiplies its result by u (R^2 cancels it)."""
     values = np.asarray(values, dtype=np.float64).reshape(-1)
     predicted = np.asarray(predicted, dtype=np.float64).reshape(-1)
     keep = ~np.isnan(values)
-    return values[keep], predicted[keep]
+    y, p = values[keep], predicted[keep]
+    unit = max(float(np.abs(y).max()), float(np.abs(p).max())) if y.size else 1.0
+    if not 0 < unit < np.inf:  # all zero, or an infinite or NaN prediction: nothing to scale
+        unit = 1.0
+    return y / unit, p / unit, unit
 
 
 def rmse(values, predicted):
     """sqrt(mean (predicted - value)^2) over labelled rows, in the values' units."""
-    y, p = _labelled(values, predicted)
-    return float(np.sqrt(np.mean((p - y) ** 2))) if y.size else None
+    y, p, unit = _labelled(values, predicted)
+    return float(np.sqrt(np.mean((p - y) ** 2))) * unit if y.size else None
 
 
 def mae(values, predicted):
     """mean |predicted - value| over labelled rows, in the values' units."""
-    y, p = _labelled(values, predicted)
-    return float(np.mean(np.abs(p - y))) if y.size else None
+    y, p, unit = _labelled(values, predicted)
+    return float(np.mean(np.abs(p - y))) * unit if y.size else None
 
 
 def r2(values, predicted):
@@ -65,7 +72,7 @@ def r2(values, predicted):
 
     1 is perfect; 0 is no better than predicting the mean; None when the values are constant.
     """
-    y, p = _labelled(values, predicted)
+    y, p, _ = _labelled(values, predicted)
     total = float(np.sum((y - y.mean()) ** 2)) if y.size else 0.0
     if total == 0.0:
         return None

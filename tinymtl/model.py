@@ -24,7 +24,7 @@ import numpy as np
 
 from . import checkpoint, metrics
 from .data import Features, target_from_meta
-from .errors import CheckpointError
+from .errors import CheckpointError, DataError
 from .heads import Classify, Regress
 from .network import MultiTaskNet
 
@@ -79,16 +79,42 @@ class Model:
             if self.tasks[name].kind == "regress":
                 self.tasks[name].check_fits(table, t, self.network.dtype)
 
-    def predict(self, X):
-        """X (n, n_inputs) -> {task: probabilities (n, n_classes) or values (n,) in user units}."""
-        out = self.network.predict(X)
-        return {name: (self.tasks[name].unstandardise(y[:, 0]) if self.tasks[name].kind == "regress"
-                       else y)
-                for name, y in out.items()}
+    def predict(self, X, where=None):
+        """X (n, n_inputs) -> {task: probabilities (n, n_classes) or values (n,) in user units}.
 
-    def evaluate(self, X, labels):
-        """{task: metrics} for the tasks in ``labels`` ({task: labels as from ``labels``})."""
-        predictions = self.predict(X)
+        An input far beyond the training data can overflow the network, whose outputs are then
+        inf or NaN. With ``where`` (row index -> "file: line N", such as ``Table.where``) that is
+        a DataError naming the first such row; without it the outputs are returned as they are.
+        """
+        with np.errstate(over="ignore", invalid="ignore"):  # checked below, not warned about
+            out = {name: (self.tasks[name].unstandardise(y[:, 0])
+                          if self.tasks[name].kind == "regress" else y)
+                   for name, y in self.network.predict(X).items()}
+        if where is not None:
+            for name, y in out.items():
+                bad = ~np.isfinite(y.reshape(len(y), -1)).all(axis=1)
+                if bad.any():
+                    row = int(np.argmax(bad))
+                    raise DataError(f"{where(row)}: the {name} output is not finite (inf or NaN): "
+                                    f"{self._far_input(X[row])}")
+        return out
+
+    def _far_input(self, x):
+        """Which input of the encoded row ``x`` (n_inputs,) lies farthest from the training data."""
+        farthest, offset = None, 0
+        for column in self.features.columns:
+            if column.kind == "numeric" and (farthest is None or abs(x[offset]) > farthest[1]):
+                farthest = (column.name, abs(float(x[offset])))
+            offset += column.width
+        if farthest is None or not farthest[1] > 10:
+            return "the inputs drive the network beyond the range of its numbers"
+        return (f"column {farthest[0]!r} is {farthest[1]:.3g} training standard deviations from "
+                f"its training mean, far beyond the data the model was trained on")
+
+    def evaluate(self, X, labels, where=None):
+        """{task: metrics} for the tasks in ``labels`` ({task: labels as from ``labels``});
+        ``where``: see ``predict``."""
+        predictions = self.predict(X, where)
         results = {}
         for name, y in labels.items():
             if self.tasks[name].kind == "classify":

@@ -51,7 +51,7 @@ def build_parser():
 
 def predict_rows(model, table):
     """[{task: {"label", "probabilities"} or value}] for every row of ``table``."""
-    outputs = model.predict(model.inputs(table))
+    outputs = model.predict(model.inputs(table), where=table.where)
     rows = []
     for i in range(table.n_rows):
         row = {}
@@ -88,6 +88,11 @@ def flatten(row, model):
     return cells
 
 
+def _table_number(value):
+    """4 decimals, as probabilities read best; 6 significant digits for very large values."""
+    return f"{value:.4f}" if abs(value) < 1e9 else f"{value:.6g}"
+
+
 def write(rows, model, fmt, stream):
     if fmt == "json":
         json.dump(rows, stream, indent=2)
@@ -98,7 +103,7 @@ def write(rows, model, fmt, stream):
         writer.writerows(flatten(row, model) for row in rows)
     else:
         header = ["row", *columns(model)]
-        body = [[str(i), *(f"{c:.4f}" if isinstance(c, float) else c for c in flatten(row, model))]
+        body = [[str(i), *(_table_number(c) if isinstance(c, float) else c for c in flatten(row, model))]
                 for i, row in enumerate(rows, start=1)]
         widths = [max(len(r[j]) for r in [header, *body]) for j in range(len(header))]
         for r in [header, *body]:

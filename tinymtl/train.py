@@ -332,7 +332,8 @@ def train(args, *, stdout=None):
         model.training["transfer"] = origin
     saved = model.reloaded()  # exactly what predict will load from the file
     model.training["val_loss"] = sum(saved.network.task_losses(X[val_rows], targets_val).values())
-    model.metrics = saved.evaluate(X[val_rows], take_targets(dataset.labels, val_rows))
+    model.metrics = saved.evaluate(X[val_rows], take_targets(dataset.labels, val_rows),
+                                   where=lambda i: dataset.table.where(val_rows[i]))
     # the file's suffix picks the format, as for MultiTaskNet.save; predict reads either
     (model.save_safetensors if args.out.lower().endswith(".safetensors") else model.save)(args.out)
 
