@@ -1,5 +1,6 @@
 """python -m tinymtl.train: called as main([...]); exit code, stdout, stderr and the model file."""
 
+import csv
 import os
 import stat
 
@@ -269,6 +270,59 @@ def test_out_ending_in_safetensors_writes_safetensors(tmp_path):
     header_length = int.from_bytes(path.read_bytes()[:8], "little")
     assert path.read_bytes()[8:9] == b"{" and header_length < path.stat().st_size
     assert Model.load(path).training["epochs"] == 3
+
+
+def rare_csv(tmp_path, n=40, labelled=(3, 7)):
+    """a, b, cls (always labelled), rare (labelled on the rows ``labelled`` only), val."""
+    rng = np.random.default_rng(1)
+    lines = ["a,b,cls,rare,val"]
+    for i in range(n):
+        a, b = rng.normal(size=2)
+        rare = ["p", "q"][labelled.index(i) % 2] if i in labelled else ""
+        lines.append(f"{a:.3f},{b:.3f},{'xy'[int(a > 0)]},{rare},{a + b:.3f}")
+    return write(tmp_path, "\n".join(lines) + "\n", "rare.csv")
+
+
+def split_with_validation(rows):
+    """A stand-in for data.split_rows that puts ``rows`` (and only them) in the validation split."""
+    def split(n_rows, val_fraction, *, rng, strata=None, source=""):
+        val = np.array(sorted(rows))
+        return np.setdiff1d(np.arange(n_rows), val), val
+
+    return split
+
+
+def test_a_class_target_without_labels_in_the_training_rows_is_refused(tmp_path, out, capsys,
+                                                                      monkeypatch):
+    monkeypatch.setattr(cli, "split_rows", split_with_validation([3, 7, 10, 11]))
+    code = train.main([*FAST, "--quiet", "--csv", rare_csv(tmp_path), "--classify", "cls",
+                       "--classify", "rare", "--features", "a,b", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.splitlines()) == 1, err
+    assert '"rare" has no labels in the training rows' in err and out.read_bytes() == SENTINEL
+
+
+def test_patience_without_a_labelled_validation_row_is_refused(tmp_path, out, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "split_rows", split_with_validation([0, 1, 2, 4]))  # rare unlabelled
+    code = train.main([*FAST, "--quiet", "--csv", rare_csv(tmp_path), "--classify", "rare",
+                       "--features", "a,b", "--patience", "2", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.splitlines()) == 1 and "--patience 2" in err, err
+    assert "no label" in err and out.read_bytes() == SENTINEL
+
+
+def test_history_leaves_a_task_without_validation_labels_empty(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "split_rows", split_with_validation([0, 1, 2, 4]))
+    history = tmp_path / "h.csv"
+    assert train.main([*FAST, "--quiet", "--csv", rare_csv(tmp_path), "--classify", "rare",
+                       "--regress", "val", "--features", "a,b", "--patience", "2",
+                       "--out", str(tmp_path / "m.npz"), "--history", str(history)]) == 0
+    with history.open() as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all(row["rare.val_loss"] == "" for row in rows)
+    assert all(row["rare.train_loss"] != "" for row in rows)
+    for row in rows:  # the sum watched by early stopping is the labelled task's loss alone
+        assert float(row["val_loss"]) == float(row["val.val_loss"])
 
 
 def huge_csv(tmp_path, feature_scale, target_scale, outlier=None):

@@ -459,3 +459,16 @@ def test_divergence_on_the_last_step_or_in_validation_restores_and_raises(patien
     np.testing.assert_array_equal(net.flat_params, before)
     with pytest.raises(tinymtl.TrainingDiverged, match="parameters became"):
         net.fit(X, targets, epochs=1, batch_size=40, lr=1e38)  # the one step overflows float32
+
+
+def test_patience_needs_a_labelled_validation_row():
+    heads = {"c": Classify(2), "r": Regress(1)}
+    net = MultiTaskNet(2, (4,), heads, seed=0)
+    X = np.zeros((6, 2), np.float32)
+    targets = {"c": np.array([0, 1, 0, 1, 0, 1]), "r": np.ones((6, 1), np.float32)}
+    unlabelled = {"c": np.full(2, -1), "r": np.full((2, 1), np.nan, np.float32)}
+    with pytest.raises(ValueError, match="patience needs a validation loss"):
+        net.fit(X, targets, epochs=2, validation=(X[:2], unlabelled), patience=1)
+    before = net.flat_params.copy()  # without patience, an unlabelled validation is allowed
+    net.fit(X, targets, epochs=1, validation=(X[:2], unlabelled))
+    assert not np.array_equal(before, net.flat_params)

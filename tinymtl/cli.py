@@ -14,7 +14,8 @@ import numpy as np
 
 from .checkpoint import replaceable_target
 from .data import ClassTarget, Features, RegressTarget, read_bundled, read_csv, split_rows
-from .errors import CheckpointError, OptionError, TinyMTLError
+from .errors import CheckpointError, DataError, OptionError, TinyMTLError
+from .heads import has_label
 
 IRIS_CLASSIFY, IRIS_REGRESS = ["species"], ["petal_width"]
 
@@ -232,8 +233,24 @@ class Dataset:
         tasks = {name: (RegressTarget.fit(self.table, name, rows=train_rows, scale=self.target_scaling)
                         if task.kind == "regress" else task)
                  for name, task in self.tasks.items()}
+        check_classes_in_training_rows(self.table, tasks, self.labels, train_rows)
         return Dataset(self.table, self.feature_names, self.categorical, tasks, self.labels,
                        np.asarray(train_rows), np.asarray(val_rows), self.target_scaling)
+
+    def labelled_tasks(self, rows):
+        """The tasks with at least one label among ``rows``."""
+        return [name for name in self.tasks if has_label(self.labels[name][rows])]
+
+
+def check_classes_in_training_rows(table, tasks, labels, train_rows):
+    """DataError for a classification task without a single label in the training rows: its
+    head would be saved untrained. (RegressTarget.fit says the same of a regression task.)"""
+    for name, task in tasks.items():
+        if task.kind == "classify" and not has_label(labels[name][train_rows]):
+            n_labelled = int((labels[name] >= 0).sum())
+            raise DataError(f'{table.source}: classification target "{name}" has no labels in the '
+                            f"training rows: its {n_labelled} labelled rows all fell in the held-out "
+                            f"rows; label more rows, or lower --val-fraction")
 
 
 def load_dataset(args, *, rng):
@@ -292,6 +309,7 @@ def load_dataset(args, *, rng):
     for name in regress:
         tasks[name] = RegressTarget.fit(table, name, rows=train_rows, scale=target_scaling)
     tasks = {name: tasks[name] for name in targets}  # the user's order
+    check_classes_in_training_rows(table, tasks, labels, train_rows)
     return Dataset(table, feature_names, list(args.categorical), tasks,
                    {name: labels[name] for name in targets}, train_rows, val_rows, target_scaling)
 

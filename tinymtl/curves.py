@@ -13,6 +13,9 @@ One row per completed epoch, numbered from 1. Columns, with ``{task}`` each task
                            (RMSE in the target's units)
     {task}.weight          the task's weight in the training loss after the epoch
 
+A cell is empty where it has no value: a metric that is undefined, or the loss of a task on a
+split that holds no label of it (the sums leave such a task out).
+
 Losses are those the network trains on (standardised regression targets unless
 --no-target-scaling); metrics are in the user's units. Drawing needs matplotlib, an optional
 extra; nothing else here does.
@@ -27,6 +30,7 @@ from pathlib import Path
 from . import metrics
 from .checkpoint import write_atomically
 from .errors import OptionError
+from .heads import has_label
 
 PLOT_FORMATS = ("png", "pdf", "svg")
 INSTALL_HINT = "pip install 'tinymtl[plot]' (or pip install matplotlib)"
@@ -51,6 +55,10 @@ def _matplotlib_figure():
                           f"--history writes the same curves as CSV without it") from None
 
 
+def _or_nan(value):
+    return math.nan if value is None else value
+
+
 class LearningCurves:
     """A ``fit`` callback that records one row per epoch; then ``write_csv`` and ``plot``.
 
@@ -61,18 +69,23 @@ class LearningCurves:
     def __init__(self, model, X_train, labels_train, X_val, labels_val):
         self.model = model
         self.splits = {"train": (X_train, labels_train), "val": (X_val, labels_val)}
+        # a task's loss on a split without one label of it is no loss (fit reports it as 0)
+        self.labelled = {split: {name for name, y in labels.items() if has_label(y)}
+                         for split, (_, labels) in self.splits.items()}
         self.rows = []
 
     def __call__(self, epoch, history):
         tasks = self.model.tasks
+        losses = {split: {name: history[prefix + name][-1] for name in self.labelled[split]}
+                  for split, prefix in (("train", ""), ("val", "val_"))}
         row = {"epoch": epoch,
-               "train_loss": sum(history[name][-1] for name in tasks),
-               "val_loss": sum(history[f"val_{name}"][-1] for name in tasks)}
+               "train_loss": sum(losses["train"].values()) if losses["train"] else None,
+               "val_loss": sum(losses["val"].values()) if losses["val"] else None}
         scores = {split: self._scores(X, labels) for split, (X, labels) in self.splits.items()}
         weights = self.model.network.weighting.current_weights()
         for name in tasks:
-            row[f"{name}.train_loss"] = history[name][-1]
-            row[f"{name}.val_loss"] = history[f"val_{name}"][-1]
+            row[f"{name}.train_loss"] = losses["train"].get(name)
+            row[f"{name}.val_loss"] = losses["val"].get(name)
             for metric in scores["train"][name]:
                 for split in ("train", "val"):
                     row[f"{name}.{split}_{metric}"] = scores[split][name][metric]
@@ -115,15 +128,15 @@ class LearningCurves:
         for colour, (name, task) in zip(colours, self.model.tasks.items()):
             metric, shown = ("accuracy", "accuracy") if task.kind == "classify" else ("r2", "R^2")
             for split, style, word in (("train", "-", "training"), ("val", "--", "validation")):
-                ax_loss.plot(epochs, [row[f"{name}.{split}_loss"] for row in self.rows],
+                ax_loss.plot(epochs, [_or_nan(row[f"{name}.{split}_loss"]) for row in self.rows],
                              color=colour, linestyle=style, label=f"{name} ({word})")
-                values = [math.nan if row[f"{name}.{split}_{metric}"] is None
-                          else row[f"{name}.{split}_{metric}"] for row in self.rows]
+                values = [_or_nan(row[f"{name}.{split}_{metric}"]) for row in self.rows]
                 ax_metric.plot(epochs, values, color=colour, linestyle=style,
                                label=f"{name} {shown} ({word})")
                 finite = [v for v in values if math.isfinite(v)]
                 lowest_metric = min([lowest_metric, *finite])
-        losses = [row[key] for row in self.rows for key in row if key.endswith("_loss") and "." in key]
+        losses = [row[key] for row in self.rows for key in row
+                  if key.endswith("_loss") and "." in key and row[key] is not None]
         if losses and min(losses) > 0:
             ax_loss.set_yscale("log")  # tasks' losses may differ by orders of magnitude
         if best_epoch is not None:

@@ -12,6 +12,13 @@ from .errors import DataError
 from .losses import log_softmax, mse, softmax_cross_entropy
 
 
+def has_label(target):
+    """Whether ``target`` holds at least one label: a class index >= 0 (-1 is no label) or a
+    value that is not NaN."""
+    target = np.asarray(target)
+    return bool((target >= 0).any()) if target.dtype.kind in "iu" else not np.isnan(target).all()
+
+
 def _positive_int(value, what):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{what} must be an integer >= 1, got {value!r}")

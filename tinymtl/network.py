@@ -21,7 +21,7 @@ import numpy as np
 
 from . import checkpoint, parallel
 from .errors import DataError, TrainingDiverged
-from .heads import Classify, Regress
+from .heads import Classify, Regress, has_label
 from .layers import Dense, ReLU
 from .losses import Scratch
 from .optim import SGD, ParamGroup, lr_factor
@@ -530,6 +530,9 @@ class MultiTaskNet:
             if x_val.shape[0] == 0:
                 raise ValueError(f"validation needs at least one row, got shape {x_val.shape}")
             targets_val = self._check_targets(validation[1], x_val.shape[0])
+            if patience is not None and not any(map(has_label, targets_val.values())):
+                raise ValueError("patience needs a validation loss to watch, but the validation "
+                                 "targets hold no label of any task")
         optimizer = SGD(self.param_groups(lr, trunk_lr=trunk_lr, freeze=freeze),
                         momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
         lr_factor(lr_schedule, 1, epochs)  # a ValueError for an unknown schedule, before training

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import cli, curves, transfer
 from .data import take_targets
-from .errors import OptionError, TinyMTLError
+from .errors import DataError, OptionError, TinyMTLError
 from .heads import Classify
 from .model import Model
 from .network import MultiTaskNet
@@ -298,6 +298,10 @@ def train(args, *, stdout=None):
             recorder(epoch, history)
             progress(epoch, history)
 
+    if args.patience is not None and not dataset.labelled_tasks(val_rows):
+        raise DataError(f"--patience {args.patience}: the {len(val_rows)} validation rows hold no "
+                        f"label of any task, so there is no validation loss to watch; raise "
+                        f"--val-fraction or drop --patience")
     targets_val = take_targets(targets, val_rows)
     options = fit_options(args)
     progress.start = time.perf_counter()
