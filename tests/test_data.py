@@ -62,6 +62,98 @@ def test_feature_kinds_numbers_text_and_a_typo():
         feature_kind(t, "typo")
 
 
+@pytest.mark.parametrize("parse", [table, lambda text: parse_text(text, "t.csv")])
+def test_a_column_of_numbers_with_thousands_separators_is_an_error_not_categories(parse):
+    t = parse('income,age\n"170,423",70\n"1,250.5",31\n"-2,000,000",52\n')
+    with pytest.raises(DataError) as err:
+        feature_kind(t, "income")
+    assert str(err.value) == ("t.csv: line 2, column \"income\": '170,423' looks like a number "
+                              "with thousands separators (3 of 3 values have them); remove the "
+                              "separators, or pass --categorical income if the values are categories")
+    assert feature_kind(t, "income", categorical=True) == ("categorical", None)  # asked for: kept
+    features = Features.fit(t, ["income", "age"], categorical=["income"])
+    assert features.columns[0].categories == ["-2,000,000", "1,250.5", "170,423"]
+
+
+@pytest.mark.parametrize("cells, line", [
+    (["999", '"1,000"', '"2,500"'], 3),         # separators in most cells: not "'999' is a typo"
+    (["5", "12", '"1,000"', "7", "8"], 4),       # in a few
+])
+def test_plain_numbers_with_some_thousands_separators_name_the_first_separated_cell(cells, line):
+    t = table("x\n" + "\n".join(cells) + "\n")
+    with pytest.raises(DataError, match=rf"line {line}, column \"x\": '1,000' looks like a number "
+                                        r"with thousands separators \(\d of \d values"):
+        feature_kind(t, "x")
+
+
+@pytest.mark.parametrize("cells", [
+    ["1,5", "2,25", "3,5"],              # decimal commas: not three digits after the comma
+    ["12,34", "1,2345", "1,234,5"],      # not groups of three
+    ["1,000 kg", "$1,000", "1,000%"],    # units, currencies, percent: left as text
+    ["red, green", "blue", "a,b"],
+    ["1 000", "2 500", "1'000"],         # other separators
+])
+def test_text_that_is_not_numbers_with_thousands_separators_stays_categorical(cells):
+    t = table("x\n" + "\n".join(f'"{c}"' for c in cells) + "\n")
+    assert feature_kind(t, "x") == ("categorical", None)
+
+
+def test_a_stray_word_in_a_column_of_separated_numbers_is_the_typo_error():
+    t = table('x\n"1,000"\n"2,000"\nunknown\n"3,500"\n')  # was silently one-hot encoded
+    with pytest.raises(DataError, match=r"line 4, column \"x\": 'unknown' is not a number, but 3 "
+                                        r"of 4 values are; fix the value, or pass --categorical x"):
+        feature_kind(t, "x")
+    t = table('x\nred\nblue\n"1,000"\ngreen\n')  # a separated number among words: as a plain one
+    with pytest.raises(DataError, match=r"line 4, column \"x\": '1,000' is a number, but 3 of 4"):
+        feature_kind(t, "x")
+
+
+def test_a_number_with_thousands_separators_in_a_numeric_column_says_to_remove_them():
+    with pytest.raises(DataError, match=r"line 3, column \"t\": cannot read '1,500' as a number "
+                                        r"\(regression target columns must be numeric\); remove "
+                                        r"the thousands separators$"):
+        RegressTarget.fit(table('t\n1\n"1,500"\n'), "t")
+    with pytest.raises(DataError, match=r"cannot read 'big' as a number \(feature columns must be "
+                                        r"numeric\)$"):  # no hint for other text
+        numeric_column(table("t\n1\nbig\n"), "t", what="feature")
+    features = Features.fit(table("x\n1000\n2000\n"), ["x"])
+    with pytest.raises(DataError, match=r"value row 1, column \"x\": cannot read '150,000' as a "
+                                        r"number .*remove the thousands separators"):
+        features.encode(table_from_values(['"150,000"'], ["x"]))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a\tb\tcls\tval\n1\t2\tx\t0.5\n3\t4\ty\t1.5\n",
+     r"t.csv: line 1: the header 'a\\tb\\tcls\\tval' has no commas but 3 tabs: the file looks "
+     r"tab-separated; tinymtl reads comma-separated files, so save it with commas between the "
+     r"columns$"),
+    ("a;b;buy\n1;2;x\n", r"t.csv: line 1: the header 'a;b;buy' has no commas but 2 semicolons: "
+                         r"the file looks semicolon-separated;"),
+    ("\na;b;buy\n\n1,5;2;x\n", r"t.csv: line 2: .* 2 semicolons"),  # decimal commas; blank lines
+    ("a\tb\n1\t2\n", r"the file looks tab-separated"),  # numbers only: not the fast path's column
+    ("a\tb\n1\t\n2\t\n", r"the file looks tab-separated"),  # float() reads "1\t": the same
+])
+def test_a_tab_or_semicolon_separated_file_is_named_as_such(text, message, tmp_path):
+    for parse in (table, lambda text: parse_text(text, "t.csv")):
+        with pytest.raises(DataError, match=message):
+            parse(text)
+    path = tmp_path / "t.csv"
+    path.write_text(text)
+    with pytest.raises(DataError, match="looks (tab|semicolon)-separated"):
+        read_csv(path)
+
+
+@pytest.mark.parametrize("text, names", [
+    ("a;b\n1\n2\n", ["a;b"]),       # one column whose name holds a semicolon, over plain values
+    ('"a\tb"\nx\ny\n', ["a\tb"]),
+    ("a;b,c\n1;2,3\n", ["a;b", "c"]),  # commas in the header: a comma-separated file
+])
+def test_a_semicolon_or_tab_in_a_comma_separated_file_is_not_taken_for_a_delimiter(text, names):
+    t = parse_text(text, "t.csv")
+    assert t.names == names
+    assert t.cells.tolist() == table(text).cells.tolist()
+
+
 def test_missing_and_infinite_feature_values_are_errors_naming_line_and_column():
     t = table("a,b\n1,2\n,3\n")
     with pytest.raises(DataError, match=r'line 3, column "a": missing feature value'):

@@ -31,6 +31,9 @@ from .numbers import mostly_plain_numbers, parse_number_rows
 
 MISSING = ("", "na", "n/a", "nan", "-nan", "+nan")  # a cell that holds one of these (any case)
 # has no value; float() reads the signed NaNs too, so they must not pass as numbers
+GROUPED_NUMBER = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")  # "170,423", "-1,000.5": a
+# number written with thousands separators, which float() cannot read
+OTHER_DELIMITERS = {"\t": "tab", ";": "semicolon"}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -168,10 +171,12 @@ def parse_csv(lines, source):
                 raise DataError(f"{source}: line {reader.line_num}: column {i + 1} of the header has no name")
             if name in names[:i]:
                 raise DataError(f'{source}: line {reader.line_num}: column name "{name}" appears twice')
-        rows, lines_of_rows = [], []
+        rows, lines_of_rows, header_line = [], [], reader.line_num
         for row in reader:
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue  # blank line
+            if not rows:
+                _check_delimiter(names, row, f"{source}: line {header_line}")
             if len(row) != len(names):
                 raise DataError(f"{source}: line {reader.line_num}: {len(row)} fields, expected "
                                 f"{len(names)} as in the header ({','.join(names)})")
@@ -183,6 +188,19 @@ def parse_csv(lines, source):
         raise DataError(f"{source}: the header has no data rows below it")
     cells = np.strings.strip(np.array(rows, dtype=str))  # (n_rows, n_columns)
     return Table.from_cells(source, names, cells, lines_of_rows)
+
+
+def _check_delimiter(names, first_row, where):
+    """DataError if the header is one column that a tab or a semicolon splits into several, and
+    splits the first data row (``first_row``, its fields) into as many: another delimiter."""
+    if len(names) != 1:
+        return
+    for delimiter, word in OTHER_DELIMITERS.items():
+        n_fields = len(names[0].split(delimiter))
+        if n_fields > 1 and len(",".join(first_row).split(delimiter)) == n_fields:
+            raise DataError(f"{where}: the header {names[0]!r} has no commas but {n_fields - 1} "
+                            f"{word}s: the file looks {word}-separated; tinymtl reads "
+                            f"comma-separated files, so save it with commas between the columns")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -218,6 +236,8 @@ def parse_numbers(text, source):
     body_start = header_end + 1  # the body is not copied out of ``data``: it can be 100 MB
     if not all(names) or len(set(names)) != len(names) or data.find(b'"', body_start) >= 0:
         return None  # the csv path says what is wrong, and reads quotes
+    if len(names) == 1 and any(d in names[0] for d in OTHER_DELIMITERS):
+        return None  # perhaps another delimiter: the csv path says so
     # Plain numbers in the first row (or nearly all): parse them here; else leave them to loadtxt.
     values = (parse_number_rows(data, body_start, len(names))
               if mostly_plain_numbers(first_row.split(",")) else None)
@@ -309,6 +329,13 @@ def _numeric_mask(cells):
     return np.fromiter((reads(c) for c in cells), dtype=bool, count=len(cells))
 
 
+def _grouped_mask(cells):
+    """Boolean mask (n,) of the cells that are numbers written with thousands separators."""
+    grouped = np.strings.find(cells, ",") >= 0  # few text cells hold a comma: test only those
+    grouped[grouped] = [GROUPED_NUMBER.fullmatch(c) is not None for c in cells[grouped].tolist()]
+    return grouped
+
+
 def to_numbers(cells):
     """cells (n,) of str -> (values (n,) float64, ok (n,) bool): NaN and False where unreadable."""
     try:
@@ -333,8 +360,10 @@ def numeric_column(table, name, *, what):
         bad = ~ok
         if bad.any():
             row = int(np.argmax(bad))
+            hint = ("; remove the thousands separators" if GROUPED_NUMBER.fullmatch(str(cells[row]))
+                    else "")
             raise DataError(f"{table.where(row, name)}: cannot read {str(cells[row])!r} as a number "
-                            f"({what} columns must be numeric)")
+                            f"({what} columns must be numeric){hint}")
     _check_finite(table, name, values, what)
     return values
 
@@ -361,8 +390,11 @@ def feature_kind(table, name, categorical=False):
     """('numeric', values (n,) float64) or ('categorical', None) for feature column ``name``.
 
     All cells numbers: numeric; none: categorical (text); a mix is taken for a typo and is a
-    DataError naming the first cell of the minority kind, unless ``categorical`` is set.
-    Missing and infinite values are DataErrors naming their place.
+    DataError naming the first cell of the minority kind, unless ``categorical`` is set. A number
+    written with thousands separators ("170,423") counts as a number here, but cannot be read as
+    one: a column of such numbers (and plain ones) is a DataError naming the first, since one-hot
+    encoding it would silently turn amounts into categories. Missing and infinite values are
+    DataErrors naming their place.
     """
     _check_no_missing(table, name)
     if categorical:
@@ -373,13 +405,21 @@ def feature_kind(table, name, categorical=False):
         return "numeric", values
     cells = table.column(name)
     values, ok = to_numbers(cells)
-    n_numbers = int(ok.sum())
-    if n_numbers == len(cells):
+    if ok.all():
         _check_finite(table, name, values, "feature")
         return "numeric", values
+    grouped = _grouped_mask(cells)
+    numberlike = ok | grouped
+    n_numbers = int(numberlike.sum())
+    if n_numbers == len(cells):  # numbers, some or all with thousands separators
+        row = int(np.argmax(grouped))
+        raise DataError(f"{table.where(row, name)}: {str(cells[row])!r} looks like a number with "
+                        f"thousands separators ({int(grouped.sum())} of {len(cells)} values have "
+                        f"them); remove the separators, or pass --categorical {name} if the values "
+                        f"are categories")
     if n_numbers == 0:
         return "categorical", None
-    odd = ~ok if n_numbers * 2 >= len(cells) else ok
+    odd = ~numberlike if n_numbers * 2 >= len(cells) else numberlike
     row = int(np.argmax(odd))
     if n_numbers * 2 >= len(cells):
         problem = f"{str(cells[row])!r} is not a number, but {n_numbers} of {len(cells)} values are"
