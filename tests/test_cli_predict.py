@@ -1,6 +1,8 @@
 """python -m tinymtl.predict and python -m tinymtl.evaluate, called as main([...])."""
 
+import errno
 import json
+import sys
 import zipfile
 
 import numpy as np
@@ -264,3 +266,31 @@ def test_regression_values_beyond_float32_are_printed_as_numbers(tmp_path, capsy
         if fmt == "json":
             value = json.loads(captured.out)[0]["val"]
             assert 1e40 < value < 1e42
+
+
+class FullDisk:
+    """A stdout whose writes fail as on a full disk (> /dev/full)."""
+
+    def write(self, text):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def flush(self):
+        pass
+
+
+def test_a_full_disk_on_stdout_is_one_line(iris_model, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdout", FullDisk())
+    assert predict.main(["--model", str(iris_model), "5.1,3.5,1.4"]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["python -m tinymtl.predict: error: cannot write the output: "
+                                "No space left on device"]
+
+
+def test_running_out_of_memory_is_one_line(capsys, monkeypatch):
+    def too_big(*args, **kwargs):
+        raise MemoryError("Unable to allocate 1.09 TiB")
+
+    monkeypatch.setattr(train.Model, "build", too_big)
+    assert train.main(["--hidden", "99999999999", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "not enough memory" in err

@@ -55,6 +55,7 @@ def run(parser, argv, command):
         return done.code
     try:
         command(args)
+        sys.stdout.flush()  # a full disk shows here, as an OSError, not at exit as a traceback
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted; nothing was saved", file=sys.stderr)
         return 130
@@ -67,7 +68,29 @@ def run(parser, argv, command):
     except BrokenPipeError:  # output piped into `head`: not an error of ours
         sys.stderr.close()
         return 1
+    except MemoryError:
+        print(f"{parser.prog}: error: not enough memory (a smaller network, --hidden, or less data "
+              f"would fit)", file=sys.stderr)
+        return 1
+    except OSError as err:  # writing the output failed: a full disk, a closed terminal
+        if err.filename is not None:
+            raise  # a file of ours: every such error is caught where the file is named
+        print(f"{parser.prog}: error: cannot write the output: {err.strerror or err}",
+              file=sys.stderr)
+        _discard_stdout()
+        return 1
     return 0
+
+
+def _discard_stdout():
+    """Send what is left in stdout's buffer to /dev/null: Python flushes it at exit, and a
+    second failure there would print a traceback after our one line."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real file behind stdout (a test's capture)
+        pass
 
 
 # ------------------------------------------------------------------------------------------------
