@@ -5,9 +5,10 @@ import pytest
 from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as npst
 
-from tinymtl import Classify, MultiTaskNet, Regress
-from tinymtl.gradcheck import check_network, numerical_gradient
-from tinymtl.weighting import DWA, project_conflicts
+from tinymtl import Classify, MultiTaskNet, Regress, train
+from tinymtl.errors import TrainingDiverged
+from tinymtl.gradcheck import check_network, numerical_gradient, worst_error
+from tinymtl.weighting import DWA, GradNorm, project_conflicts
 
 from helpers import random_targets
 
@@ -28,7 +29,7 @@ def test_uncertainty_weighting_passes_the_gradient_check_with_its_log_variances(
     targets = random_targets(rng, heads, 9, missing=0.25)  # masked and class-weighted together
     results = check_network(net, rng.standard_normal((9, 3)), targets)
     assert {f"weighting.{n}.log_var" for n in heads} <= set(results)
-    worst = max(error for _, _, error in results.values())
+    worst = worst_error(results)  # NaN-aware: a NaN error fails
     assert worst < 1e-7, {name: r[2] for name, r in results.items()}
 
 
@@ -62,7 +63,7 @@ def test_every_method_gives_the_exact_gradient_of_its_current_loss(method):
     net, rng = weighted_net(method, heads, loss_weights={"y": 0.7})
     targets = random_targets(rng, heads, 8, missing=0.2)
     results = check_network(net, rng.standard_normal((8, 3)), targets)
-    assert max(error for _, _, error in results.values()) < 1e-7
+    assert worst_error(results) < 1e-7
 
 
 def test_gradnorm_weights_sum_to_the_number_of_tasks_and_favour_the_small_gradient():
@@ -184,3 +185,116 @@ def test_weight_decay_leaves_the_log_variances_alone():
         runs.append(net.parameters())
     np.testing.assert_array_equal(runs[0]["weighting.t.log_var"], runs[1]["weighting.t.log_var"])
     assert not np.array_equal(runs[0]["trunk.0.W"], runs[1]["trunk.0.W"])
+
+
+class FixedNorms:
+    """Stands in for the network in GradNorm.after_step: G_i = ||dL_i/dW|| given by the test."""
+
+    def __init__(self, norms):
+        self.norms = norms
+
+    def task_gradient_norms(self, grad_logits):
+        return dict(self.norms)
+
+
+def gradnorm_after_two_steps(alpha=1.5, weight_lr=0.025):
+    """Equal gradient norms; task a's loss stays at 1 while b's halves, so r = (4/3, 2/3)."""
+    gradnorm = GradNorm({"a": Regress(), "b": Regress()}, {"a": 1.0, "b": 1.0},
+                        alpha=alpha, weight_lr=weight_lr)
+    net = FixedNorms({"a": 1.0, "b": 1.0})
+    gradnorm.after_step(net, {"a": 1.0, "b": 1.0}, None)  # r = (1, 1): on target, no change
+    assert gradnorm.current_weights() == {"a": 1.0, "b": 1.0}
+    gradnorm.after_step(net, {"a": 1.0, "b": 0.5}, None)
+    return gradnorm
+
+
+@pytest.mark.parametrize("alpha", [1.5, 1000.0, 3000.0, 1e4, 1e308])
+def test_gradnorm_takes_any_finite_alpha_without_overflow(alpha):
+    """(4/3)^alpha overflows a float for alpha > 2467; only the sign of G_i - target_i counts,
+    so every alpha here moves a up and b down by the same step in log w, weight_lr G_i / mean(G)."""
+    weights = gradnorm_after_two_steps(alpha).current_weights()
+    up, down = math.exp(0.025), math.exp(-0.025)
+    assert weights["a"] == pytest.approx(2 * up / (up + down), rel=1e-12)
+    assert weights["b"] == pytest.approx(2 * down / (up + down), rel=1e-12)
+
+
+def test_gradnorm_with_alpha_0_equalises_the_gradient_norms():
+    gradnorm = gradnorm_after_two_steps(alpha=0.0)  # targets = mean(G) = G_i: nothing moves
+    assert gradnorm.current_weights() == {"a": 1.0, "b": 1.0}
+
+
+@pytest.mark.parametrize("weight_lr", [1000.0, 1e308])
+def test_gradnorm_takes_a_huge_weight_lr_without_overflow(weight_lr):
+    """A step of weight_lr in log w: exp(1000) overflows; renormalised with a shift, b falls to
+    the floor (1e-6 before the renormalisation) and a takes nearly all of the sum, 2."""
+    gradnorm = gradnorm_after_two_steps(weight_lr=weight_lr)
+    weights = gradnorm.current_weights()
+    assert weights["a"] == 2.0 and 0 <= weights["b"] < 1e-300
+    gradnorm.after_step(FixedNorms({"a": 1.0, "b": 1.0}), {"a": 1.0, "b": 0.5}, None)  # log 0 too
+    weights = gradnorm.current_weights()
+    assert all(math.isfinite(w) for w in weights.values())
+    assert sum(weights.values()) == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("alpha", [3000.0, 1e308])
+def test_gradnorm_trains_with_a_huge_alpha(alpha):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 3))
+    targets = {"t": X[:, 0], "y": (X[:, 1] > 0).astype(int)}
+    net = MultiTaskNet(3, (4,), {"t": Regress(1), "y": Classify(2)}, seed=0, dtype=np.float64,
+                       weighting="gradnorm", weighting_options={"alpha": alpha})
+    net.fit(X, targets, epochs=3, lr=0.05)
+    weights = net.weighting.current_weights()
+    assert all(math.isfinite(w) and w > 0 for w in weights.values())
+    assert sum(weights.values()) == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("temperature, expected", [(5e-324, {"a": 2.0, "b": 0.0}),
+                                                   (1e-300, {"a": 2.0, "b": 0.0}),
+                                                   (1e300, {"a": 1.0, "b": 1.0}),
+                                                   (1.7e308, {"a": 1.0, "b": 1.0})])
+def test_dwa_reaches_its_limits_for_a_tiny_or_huge_temperature(temperature, expected):
+    """T -> 0: all of the sum K on the slowest task (the largest r_i); T -> inf: every w_i = 1."""
+    dwa = DWA({"a": Regress(), "b": Regress()}, {"a": 1.0, "b": 1.0}, temperature=temperature)
+    dwa.end_epoch({"a": 1.0, "b": 1.0})
+    dwa.end_epoch({"a": 0.9, "b": 0.5})
+    assert dwa.current_weights() == pytest.approx(expected, abs=1e-12)
+
+
+def test_dwa_survives_a_rate_beyond_the_largest_float():
+    """A float64 loss can reach 1e-320; the next epoch's rate 1 / 1e-320 is inf, and inf - inf
+    once made every weight NaN."""
+    dwa = DWA({"a": Regress(), "b": Regress()}, {"a": 1.0, "b": 1.0})
+    dwa.end_epoch({"a": 1e-320, "b": 1.0})
+    dwa.end_epoch({"a": 1.0, "b": 0.5})
+    assert dwa.current_weights() == {"a": 2.0, "b": 0.0}
+
+
+def test_uncertainty_with_a_diverged_log_variance_stops_training_in_one_line():
+    """exp(-s) for s < -709.78 overflows: the loss is then infinite, and fit says it diverged
+    (a TrainingDiverged, not an OverflowError)."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((16, 3))
+    targets = {"t": X[:, 0], "y": (X[:, 1] > 0).astype(int)}
+    net = MultiTaskNet(3, (4,), {"t": Regress(1), "y": Classify(2)}, seed=0, dtype=np.float64,
+                       weighting="uncertainty", weighting_options={"init": "zero"})
+    net.parameters()["weighting.t.log_var"][0] = -800.0
+    assert net.weighting.current_weights()["t"] == math.inf
+    with pytest.raises(TrainingDiverged, match="diverged"):
+        net.fit(X, targets, epochs=1, lr=1e-3)
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--gradnorm-alpha", "3000"), ("--gradnorm-alpha", "1e4"), ("--gradnorm-alpha", "1e308"),
+    ("--dwa-temperature", "1e-300"), ("--dwa-temperature", "1e300")])
+def test_train_cli_takes_an_extreme_weighting_option(option, value, tmp_path, capsys):
+    """--gradnorm-alpha 3000 was an OverflowError traceback; every value argparse lets through
+    trains, with finite weights that sum to the number of tasks."""
+    method = "gradnorm" if option == "--gradnorm-alpha" else "dwa"
+    out = tmp_path / "m.npz"
+    assert train.main(["--epochs", "4", "--hidden", "8", "--quiet", "--weighting", method,
+                       option, value, "--out", str(out)]) == 0
+    assert capsys.readouterr().err == ""
+    weights = MultiTaskNet.load(out).weighting.current_weights()
+    assert all(math.isfinite(w) and w >= 0 for w in weights.values())
+    assert sum(weights.values()) == pytest.approx(2.0)

@@ -8,6 +8,7 @@ for a small network, so you can watch backprop being checked.
 """
 
 import argparse
+import math
 import sys
 
 import numpy as np
@@ -18,8 +19,12 @@ PASS_BELOW = 1e-7
 def numerical_gradient(f, x, h=1e-6):
     """Central differences of the scalar function ``f()`` w.r.t. the array ``x``, which ``f`` reads.
 
-    ``x`` is perturbed in place, one element at a time, and restored; it may be a view.
+    ``x`` is perturbed in place, one element at a time, and restored; it may be a view. ``h``
+    must be a finite number > 0 (ValueError otherwise): a NaN or infinite step makes every
+    difference NaN.
     """
+    if not (h > 0 and math.isfinite(h)):
+        raise ValueError(f"gradient check step h must be a finite number > 0, got {h!r}")
     grad = np.zeros(x.shape, dtype=np.float64)
     for i in np.ndindex(x.shape):
         old = x[i]
@@ -52,6 +57,16 @@ def check_network(net, X, targets, h=1e-6):
     return results
 
 
+def worst_error(results):
+    """The largest relative error in ``check_network``'s results; NaN if any of them is NaN.
+
+    NaN-aware on purpose: Python's ``max(0.0, nan)`` is 0.0, which would report a check whose
+    numbers broke (a NaN central difference) as a pass. ``worst_error(results) < PASS_BELOW``
+    is False for NaN, so such a check fails.
+    """
+    return float(np.max([error for _, _, error in results.values()], initial=0.0))
+
+
 def _parse_head(text):
     from .heads import Classify, Regress
 
@@ -72,7 +87,8 @@ def main(argv=None):
     from .heads import Classify, Regress
     from .network import MultiTaskNet
 
-    from .cli import Parser, hidden_sizes  # one-line usage errors, as every command has
+    # one-line usage errors and the option types every command uses
+    from .cli import Parser, fraction, hidden_sizes, non_negative_int, positive_int
 
     parser = Parser(
         prog="python -m tinymtl.gradcheck",
@@ -82,15 +98,22 @@ def main(argv=None):
     parser.add_argument("--head", type=_parse_head, action="append", dest="heads",
                         help="a task head NAME=classify:K or NAME=regress:K (repeatable; "
                              "default: species=classify:3 and petal_width=regress:1)")
-    parser.add_argument("--inputs", type=int, default=3, help="number of input features")
-    parser.add_argument("--rows", type=int, default=7, help="rows in the random batch")
-    parser.add_argument("--seed", type=int, default=0, help="random seed for weights and data")
-    parser.add_argument("--step", type=float, default=1e-6, help="finite-difference step h")
-    parser.add_argument("--show", type=int, default=3, help="entries to print per parameter")
+    parser.add_argument("--inputs", type=positive_int, default=3, help="number of input features")
+    parser.add_argument("--rows", type=positive_int, default=7, help="rows in the random batch")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="random seed for weights and data")
+    parser.add_argument("--step", type=fraction, default=1e-6,
+                        help="finite-difference step h, between 0 and 1 (exclusive): the "
+                             "parameters are of order 1, so a larger step is no small change")
+    parser.add_argument("--show", type=non_negative_int, default=3,
+                        help="entries to print per parameter; 0 prints none")
     args = parser.parse_args(argv)
-    if args.inputs < 1 or args.rows < 1 or args.step <= 0:
-        parser.error("--inputs and --rows must be >= 1 and --step > 0")
-    heads = dict(args.heads or [("species", Classify(3)), ("petal_width", Regress(1))])
+    heads = args.heads or [("species", Classify(3)), ("petal_width", Regress(1))]
+    names = [name for name, _ in heads]
+    repeated = [name for i, name in enumerate(names) if name in names[:i]]
+    if repeated:
+        parser.error(f"--head {repeated[0]} is given more than once; give each head its own name")
+    heads = dict(heads)
 
     rng = np.random.default_rng(args.seed)
     net = MultiTaskNet(args.inputs, args.hidden, heads, rng=rng, dtype=np.float64)
@@ -105,13 +128,13 @@ def main(argv=None):
     print(f"network: {args.inputs} inputs, hidden {list(args.hidden)}, heads "
           + ", ".join(f"{n} ({h.kind}, {h.n_outputs})" for n, h in heads.items())
           + f"; float64, {args.rows} rows, h = {args.step:g}")
-    worst = 0.0
-    for name, (analytic, numeric, error) in check_network(net, X, targets, args.step).items():
-        worst = max(worst, error)
-        verdict = "ok" if error < PASS_BELOW else "FAIL"
+    results = check_network(net, X, targets, args.step)
+    for name, (analytic, numeric, error) in results.items():
+        verdict = "ok" if error < PASS_BELOW else "FAIL"  # a NaN error fails
         print(f"{name:<24} shape {str(analytic.shape):<10} relative error {error:.2e}  {verdict}")
         for i in list(np.ndindex(analytic.shape))[:args.show]:
             print(f"    {str(i):<10} backprop {analytic[i]: .10f}   central difference {numeric[i]: .10f}")
+    worst = worst_error(results)
     print(f"worst relative error {worst:.2e} (pass below {PASS_BELOW:g})")
     return 0 if worst < PASS_BELOW else 1
 

@@ -21,10 +21,16 @@
                  * G_i / mean(G). The paper steps w itself; stepping log w keeps every weight
                  positive and the step bounded when the tasks' gradients differ by orders of
                  magnitude (then a plain step on w overshoots and oscillates). Finally w is
-                 renormalised to sum to the number of tasks.
+                 renormalised to sum to the number of tasks. Any finite alpha >= 0 and weight_lr
+                 > 0 work: only the sign of G_i - target_i is used and G_i <= K mean(G), so
+                 r_i^alpha is capped at 2K (it overflows a float once alpha log r_i > 709.78:
+                 alpha 1024 at r_i = 2), and the step in log w is renormalised with a shift, as
+                 in log-sum-exp (exp(log w_i) overflows for a step beyond 709.78).
     dwa          Dynamic Weight Average (Liu, Johns & Davison, CVPR 2019): per epoch,
                  w_i(t) = K exp(r_i / T) / sum_j exp(r_j / T), r_i = L_i(t-1) / L_i(t-2),
-                 with K tasks and temperature T; w_i = 1 for the first two epochs.
+                 with K tasks and temperature T; w_i = 1 for the first two epochs. Computed
+                 as exp((r_i - max_j r_j) / T), which neither overflows for a tiny T (the
+                 weights approach K on the slowest task) nor for a huge one (they approach 1).
     pcgrad       Gradient surgery (Yu et al., NeurIPS 2020): each task's gradient on the shared
                  trunk is computed alone; where two conflict (negative dot product), one is
                  projected onto the normal plane of the other, in random order; the trunk gets
@@ -36,10 +42,30 @@ surgery applies in training steps only, since a projected gradient is no loss's 
 """
 
 import math
+import sys
 
 import numpy as np
 
 METHODS = ("fixed", "uncertainty", "gradnorm", "dwa", "pcgrad")
+
+LARGEST = sys.float_info.max        # 1.8e308
+LOG_LARGEST = math.log(LARGEST)     # 709.78: math.exp(x) raises OverflowError beyond it
+GRADNORM_MIN_WEIGHT = 1e-6          # GradNorm's floor on a weight, before the renormalisation
+
+
+def exp_or_inf(x):
+    """math.exp(x), but inf instead of an OverflowError for x > 709.78."""
+    return math.exp(x) if x <= LOG_LARGEST else math.inf
+
+
+def normalised_exp(logs, total):
+    """{task: log w_i} -> {task: w_i} scaled to sum to ``total``, through a shift by the largest
+    log w_i as in log-sum-exp: exp(log w_i) itself may overflow. Each log w_i is finite or -inf.
+    """
+    top = max(logs.values())
+    exps = {name: math.exp(value - top) for name, value in logs.items()}
+    scale = total / sum(exps.values())  # the largest is exp(0) = 1, so the sum is >= 1
+    return {name: e * scale for name, e in exps.items()}
 
 
 class Weighting:
@@ -127,14 +153,16 @@ class Uncertainty(Weighting):
         total, scales = 0.0, {}
         for name, loss in losses.items():
             s = float(self.log_var[name][0])
-            scale = self.factor[name] * math.exp(-s)        # c_i exp(-s_i)
+            # c_i exp(-s_i); inf for s_i < -709.78 (a diverging s_i), which makes L infinite, so
+            # a training step stops with TrainingDiverged instead of an OverflowError
+            scale = self.factor[name] * exp_or_inf(-s)
             total += scale * loss + 0.5 * s
             scales[name] = scale
             self.grad_log_var[name][0] = -scale * loss + 0.5  # dL/ds_i
         return total, scales
 
     def current_weights(self):
-        return {name: self.factor[name] * math.exp(-float(self.log_var[name][0]))
+        return {name: self.factor[name] * exp_or_inf(-float(self.log_var[name][0]))
                 for name in self.heads}
 
     def options(self):
@@ -178,14 +206,22 @@ class GradNorm(Weighting):
             return
         ratio = {n: losses[n] / self.initial_losses[n] for n in names}
         mean_ratio = sum(ratio.values()) / len(names)
+        log_w = {n: math.log(w) if w > 0 else -math.inf for n, w in self.weights.items()}
         for n in names:
-            target = mean_G * (ratio[n] / mean_ratio) ** self.alpha if mean_ratio > 0 else mean_G
+            rate = ratio[n] / mean_ratio if mean_ratio > 0 else 1.0  # r_i, in [0, K]
+            # target_i = mean(G) r_i^alpha. Only the sign of G_i - target_i counts, and
+            # G_i <= sum(G) = K mean(G), so r_i^alpha is capped at 2K, where it cannot overflow
+            if rate <= 1:
+                power = rate ** self.alpha  # in [0, 1]; 0 ** 0 is 1
+            else:
+                power = math.exp(min(self.alpha * math.log(rate), math.log(2 * len(names))))
+            target = mean_G * power
             if G[n] != target:  # d L_grad / d log w_i = sign(G_i - target_i) * G_i / mean(G)
                 grad_log_w = math.copysign(G[n], G[n] - target) / mean_G
-                self.weights[n] = max(self.weights[n] * math.exp(-self.weight_lr * grad_log_w), 1e-6)
-        total = sum(self.weights.values())
-        for n in names:
-            self.weights[n] *= len(names) / total
+                # |step| <= weight_lr * K, which can pass the largest float: clip it there
+                step = max(-LARGEST, min(self.weight_lr * grad_log_w, LARGEST))
+                log_w[n] = max(log_w[n] - step, math.log(GRADNORM_MIN_WEIGHT))
+        self.weights = normalised_exp(log_w, len(names))  # sum to K
 
     def current_weights(self):
         return {n: self.loss_weights[n] * self.weights[n] for n in self.heads}
@@ -218,7 +254,9 @@ class DWA(Weighting):
         if len(self.history) < 2:
             return
         before, last = self.history
-        rates = {n: last[n] / before[n] if before[n] > 0 else 1.0 for n in self.heads}
+        # a rate overflows to inf after a loss of 1e-320 (float64 can get there): clip it, so
+        # that r_i - max_j r_j stays a number
+        rates = {n: min(last[n] / before[n], LARGEST) if before[n] > 0 else 1.0 for n in self.heads}
         top = max(rates.values())  # shift before exp, as in log-sum-exp: the weights are unchanged
         exps = {n: math.exp((rate - top) / self.temperature) for n, rate in rates.items()}
         total = sum(exps.values())
