@@ -268,6 +268,8 @@ BAD_DESCRIPTIONS = [  # (field path in the description, bad value, words the mes
     (("heads", "y", "class_weights"), [1, 2], "network.heads.y.class_weights is [1, 2], expected a list of 3"),
     (("heads", "y", "class_weights"), [1, -2, 1], "network.heads.y.class_weights is [1, -2, 1]"),
     (("heads", "t", "class_weights"), [1, 2], "network.heads.t.class_weights is [1, 2], but only classify"),
+    (("heads", "y", "class_weights"), [0, 0, 0], "network.heads.y.class_weights is [0, 0, 0], expected "
+                                                 "a list of 3 finite numbers >= 0, not all 0"),
     (("dtype",), None, 'network.dtype is null, expected "float32" or "float64"'),
     (("dtype",), "float16", 'network.dtype is "float16"'),
     (("dtype",), 32, "network.dtype is 32"),
@@ -277,6 +279,7 @@ BAD_DESCRIPTIONS = [  # (field path in the description, bad value, words the mes
     (("loss_weights",), {"z": 1.0}, "network.loss_weights.z names no head; the heads are y, t"),
     (("loss_weights",), {"y": "1"}, 'network.loss_weights.y is "1", expected a finite number >= 0'),
     (("loss_weights",), {"y": -1}, "network.loss_weights.y is -1"),
+    (("loss_weights",), {"y": 0, "t": 0.0}, "network.loss_weights gives every task weight 0"),
     (("weighting",), [], "network.weighting is []"),
     (("weighting", "method"), "magic", 'network.weighting.method is "magic", expected one of fixed'),
     (("weighting", "method"), DELETE, "network.weighting.method is missing"),

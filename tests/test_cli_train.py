@@ -325,6 +325,16 @@ def test_history_leaves_a_task_without_validation_labels_empty(tmp_path, capsys,
         assert float(row["val_loss"]) == float(row["val.val_loss"])
 
 
+@pytest.mark.parametrize("weights, words", [
+    (["--loss-weight", "species=0", "--loss-weight", "petal_width=0"], "--loss-weight gives every task"),
+    (["--class-weight", "species=setosa:0,versicolor:0,virginica:0"], "--class-weight species: every class"),
+])
+def test_weights_that_would_train_nothing_are_refused(out, capsys, weights, words):
+    assert train.main([*FAST, "--quiet", *weights, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and words in err and out.read_bytes() == SENTINEL
+
+
 def huge_csv(tmp_path, feature_scale, target_scale, outlier=None):
     rng = np.random.default_rng(0)
     lines = ["a,b,t"] + [f"{rng.normal() * (outlier if i == 5 else feature_scale)},"  # line 7

@@ -472,3 +472,12 @@ def test_patience_needs_a_labelled_validation_row():
     before = net.flat_params.copy()  # without patience, an unlabelled validation is allowed
     net.fit(X, targets, epochs=1, validation=(X[:2], unlabelled))
     assert not np.array_equal(before, net.flat_params)
+
+
+def test_weights_that_would_train_nothing_are_refused():
+    with pytest.raises(ValueError, match="some class a weight > 0"):
+        Classify(3, class_weights=(0, 0, 0))
+    heads = {"c": Classify(2), "r": Regress(1)}
+    with pytest.raises(ValueError, match="some task a weight > 0"):
+        MultiTaskNet(2, (4,), heads, loss_weights={"c": 0, "r": 0.0})
+    MultiTaskNet(2, (4,), heads, loss_weights={"c": 0})  # one task may sit out

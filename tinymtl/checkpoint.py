@@ -268,6 +268,8 @@ def read_description(description, source):
                               "an object of task name -> weight, or null",
                               lambda v: v is None or isinstance(v, dict), default=None)
     _check_task_weights(loss_weights or {}, heads, source, f"{path}.loss_weights")
+    if loss_weights and all(loss_weights.get(name, 1) == 0 for name in heads):
+        raise invalid_meta(source, f"{path}.loss_weights", "gives every task weight 0")
     weighting = meta_field(description, "weighting", source, path,
                            'an object {"method", "options", "weights"}, or null',
                            lambda v: v is None or isinstance(v, dict), default=None)
@@ -291,9 +293,11 @@ def _read_head(name, h, source):
     class_weights = None
     if kind == "classify":
         class_weights = meta_field(
-            h, "class_weights", source, path, f"a list of {n_outputs} finite numbers >= 0, or null",
+            h, "class_weights", source, path,
+            f"a list of {n_outputs} finite numbers >= 0, not all 0, or null",
             lambda v: v is None or (isinstance(v, list) and len(v) == n_outputs
-                                    and all(is_finite_number(w) and w >= 0 for w in v)),
+                                    and all(is_finite_number(w) and w >= 0 for w in v)
+                                    and any(w > 0 for w in v)),
             default=None)
     elif h.get("class_weights") is not None:
         raise invalid_meta(source, f"{path}.class_weights",

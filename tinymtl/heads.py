@@ -49,6 +49,9 @@ class Classify:
             if len(weights) != n or not all(np.isfinite(w) and w >= 0 for w in weights):
                 raise ValueError(f"Classify(class_weights) must be {n} finite numbers >= 0, "
                                  f"got {self.class_weights!r}")
+            if not any(weights):
+                raise ValueError(f"Classify(class_weights) must give some class a weight > 0, "
+                                 f"got {self.class_weights!r}: the task would learn nothing")
             object.__setattr__(self, "class_weights", weights)
 
     @property

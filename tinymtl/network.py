@@ -682,4 +682,7 @@ class MultiTaskNet:
             if not isinstance(weight, numbers.Real) or not (math.isfinite(weight) and weight >= 0):
                 raise ValueError(f'loss_weights["{name}"] must be a finite number >= 0, got {weight!r}')
             weights[name] = float(weight)
+        if not any(weights.values()):
+            raise ValueError(f"loss_weights must give some task a weight > 0, got {loss_weights!r}: "
+                             f"training would learn nothing")
         return weights

@@ -119,6 +119,9 @@ def network_options(args, dataset):
     for name, weight in args.loss_weight:
         _check_task(name, tasks, "--loss-weight")
         loss_weights[name] = weight
+    if all(loss_weights.get(name, 1.0) == 0 for name in tasks):
+        raise OptionError("--loss-weight gives every task weight 0, so training would learn "
+                          "nothing; give at least one task a weight > 0")
     if loss_weights and args.weighting == "uncertainty":
         raise OptionError("--loss-weight does not apply to --weighting uncertainty, which learns "
                           "every task's weight; drop --loss-weight or choose another method")
@@ -147,6 +150,9 @@ def network_options(args, dataset):
             raise OptionError(f"--class-weight {name}: no class {unknown[0]!r} in column {name}; "
                               f"its classes are {', '.join(task.classes)}")
         class_weights[name] = tuple(spec.get(label, 1.0) for label in task.classes)
+        if not any(class_weights[name]):
+            raise OptionError(f"--class-weight {name}: every class has weight 0, so task {name} "
+                              f"would learn nothing; give at least one class a weight > 0")
     return {"loss_weights": loss_weights, "weighting": args.weighting,
             "weighting_options": options, "class_weights": class_weights}
 
