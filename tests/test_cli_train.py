@@ -335,6 +335,17 @@ def test_weights_that_would_train_nothing_are_refused(out, capsys, weights, word
     assert len(err.splitlines()) == 1 and words in err and out.read_bytes() == SENTINEL
 
 
+def test_divergence_without_target_scaling_suggests_turning_it_back_on(tmp_path, out, capsys):
+    rng = np.random.default_rng(0)
+    rows = "".join(f"{x:.4f},{(3 + x) * 1e6:.6g}\n" for x in rng.normal(size=60))
+    data = write(tmp_path, "a,t\n" + rows)
+    assert train.main([*FAST, "--quiet", "--csv", data, "--regress", "t", "--no-target-scaling",
+                       "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "lower learning rate" in err
+    assert "drop --no-target-scaling" in err and out.read_bytes() == SENTINEL
+
+
 def huge_csv(tmp_path, feature_scale, target_scale, outlier=None):
     rng = np.random.default_rng(0)
     lines = ["a,b,t"] + [f"{rng.normal() * (outlier if i == 5 else feature_scale)},"  # line 7

@@ -116,6 +116,11 @@ def test_bad_exports_are_one_line_and_touch_nothing(argv, code, words, trained, 
                                                                   *(o.name for o in outs)])
 
 
+def test_an_upper_case_suffix_names_the_format(trained, tmp_path):
+    assert export.main(["--model", str(trained[0]), str(tmp_path / "M.SAFETENSORS")]) == 0
+    assert (tmp_path / "M.SAFETENSORS").read_bytes()[8:9] == b"{"
+
+
 def test_export_onto_its_own_model_file_is_refused(trained, tmp_path, capsys):
     model = tmp_path / "m.npz"
     model.write_bytes(trained[0].read_bytes())

@@ -37,7 +37,7 @@ def build_parser():
 
 def output_format(args):
     """The format to write: --format, which must agree with OUT's suffix when it has a known one."""
-    suffix = next((s for s in FORMATS if args.out.endswith(s)), None)
+    suffix = next((s for s in FORMATS if args.out.lower().endswith(s)), None)  # .NPZ too
     if args.format is None:
         if suffix is None:
             raise OptionError(f"cannot tell the format from {args.out!r}: give --format "

@@ -616,7 +616,7 @@ class MultiTaskNet:
 
     def save(self, path):
         """Save parameters and architecture: safetensors for a ``.safetensors`` path, else npz."""
-        if str(path).endswith(".safetensors"):
+        if str(path).lower().endswith(".safetensors"):
             checkpoint.save_safetensors(self, path)
         else:
             checkpoint.save_network(self, path)

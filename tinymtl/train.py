@@ -16,7 +16,7 @@ import numpy as np
 
 from . import cli, curves, transfer
 from .data import take_targets
-from .errors import DataError, OptionError, TinyMTLError
+from .errors import DataError, OptionError, TinyMTLError, TrainingDiverged
 from .heads import Classify
 from .model import Model
 from .network import MultiTaskNet
@@ -311,9 +311,15 @@ def train(args, *, stdout=None):
     targets_val = take_targets(targets, val_rows)
     options = fit_options(args)
     progress.start = time.perf_counter()
-    history = network.fit(X[train_rows], take_targets(targets, train_rows), **options,
-                          validation=(X[val_rows], targets_val), callback=callback,
-                          **transfer_fit)
+    try:
+        history = network.fit(X[train_rows], take_targets(targets, train_rows), **options,
+                              validation=(X[val_rows], targets_val), callback=callback,
+                              **transfer_fit)
+    except TrainingDiverged as err:
+        if dataset.target_scaling or not any(t.kind == "regress" for t in dataset.tasks.values()):
+            raise
+        raise TrainingDiverged(f"{err}, or drop --no-target-scaling: regression targets far from "
+                               f"size 1 need a far smaller rate unless standardised") from None
     epochs_run = len(history[next(iter(model.tasks))])
     if args.patience is not None:
         stopped = f"stopped early after epoch {epochs_run}" if epochs_run < args.epochs else \
