@@ -346,6 +346,18 @@ def test_divergence_without_target_scaling_suggests_turning_it_back_on(tmp_path,
     assert "drop --no-target-scaling" in err and out.read_bytes() == SENTINEL
 
 
+def test_an_identifier_column_is_warned_about(tmp_path, out, capsys):
+    rng = np.random.default_rng(0)
+    rows = "".join(f"cust{i:04d},{x:.3f},{'xy'[int(x > 0)]}\n" for i, x in enumerate(rng.normal(size=60)))
+    data = write(tmp_path, "id,a,kind\n" + rows)
+    assert train.main([*FAST, "--quiet", "--csv", data, "--classify", "kind", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "warning: column 'id' has 54 different values" in err
+    assert train.main([*FAST, "--quiet", "--csv", data, "--classify", "kind", "--features", "a",
+                       "--out", str(out)]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def huge_csv(tmp_path, feature_scale, target_scale, outlier=None):
     rng = np.random.default_rng(0)
     lines = ["a,b,t"] + [f"{rng.normal() * (outlier if i == 5 else feature_scale)},"  # line 7

@@ -32,9 +32,12 @@ DEFAULTS = {"hidden": (64, 64), "epochs": 300, "batch_size": 16, "lr": 0.01,
             "lr_schedule": "cosine", "momentum": 0.9, "weight_decay": 0.01}  # fit's own defaults
 
 
+PROG = "python -m tinymtl.train"
+
+
 def build_parser():
     parser = cli.Parser(
-        prog="python -m tinymtl.train",
+        prog=PROG,
         description="Train one network on several CSV targets at once: every --classify and "
                     "--regress column is a task head on a shared trunk.",
         epilog="With no arguments, trains on the bundled Iris data (species and petal_width from "
@@ -155,6 +158,18 @@ def network_options(args, dataset):
                               f"would learn nothing; give at least one class a weight > 0")
     return {"loss_weights": loss_weights, "weighting": args.weighting,
             "weighting_options": options, "class_weights": class_weights}
+
+
+def identifier_like(dataset, features):
+    """(name, number of distinct values) of each text feature with at least 20 distinct values
+    in the training rows, over half as many as there are rows: an ID or a free-text column."""
+    found = []
+    for column in features.columns:
+        if column.kind == "categorical" and column.name in dataset.table.names:
+            n_values = len(np.unique(dataset.table.column(column.name)[dataset.train_rows]))
+            if n_values >= 20 and n_values * 2 > len(dataset.train_rows):
+                found.append((column.name, n_values))
+    return found
 
 
 def _check_task(name, tasks, option):
@@ -287,6 +302,11 @@ def train(args, *, stdout=None):
                  f"{len(val_rows)} validation); {len(features.names)} features -> "
                  f"{features.n_inputs} inputs; tasks: "
                  + ", ".join(f"{name} ({task.kind})" for name, task in dataset.tasks.items()))
+    for name, n_values in identifier_like(dataset, features):
+        print(f"{PROG}: warning: column {name!r} has {n_values} different values in "
+              f"{len(train_rows)} training rows, like an identifier; as one-hot inputs it cannot "
+              f"help predict new rows, which will also be refused for values not seen in "
+              f"training: leave it out with --features", file=sys.stderr)
     if adaptive or balance["loss_weights"] or balance["class_weights"]:
         progress.say(f"weighting: {network.weighting.method}, starting weights "
                      + format_weights(network.weighting.current_weights())
