@@ -22,9 +22,7 @@ def test_gradcheck_cli_with_no_hidden_layer(capsys):
 
 
 def test_gradcheck_cli_rejects_a_malformed_head(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        gradcheck.main(["--head", "y=guess:3"])
-    assert exit_info.value.code == 2
+    assert gradcheck.main(["--head", "y=guess:3"]) == 2
     assert "NAME=classify:K" in capsys.readouterr().err
 
 
@@ -48,9 +46,7 @@ STEP_RANGE = "argument --step: expected a number between 0 and 1 (exclusive)"
      "--head t is given more than once"),
 ])
 def test_gradcheck_cli_rejects_a_bad_option_in_one_line(argv, expected, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        gradcheck.main(argv)
-    assert exit_info.value.code == 2
+    assert gradcheck.main(argv) == 2
     captured = capsys.readouterr()
     assert captured.out == ""  # refused before any check ran
     assert captured.err.startswith("python -m tinymtl.gradcheck: error: ")
@@ -119,3 +115,15 @@ def test_numerical_gradient_refuses_a_step_that_is_not_a_finite_positive_number(
     x = np.array([1.0, 2.0])
     with pytest.raises(ValueError, match="step h must be a finite number > 0"):
         numerical_gradient(lambda: float(x @ x), x, h)
+
+
+def test_gradcheck_interrupted_or_out_of_memory_is_one_line(capsys, monkeypatch):
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gradcheck, "check_network", stop)
+    assert gradcheck.main([]) == 130
+    assert len(capsys.readouterr().err.splitlines()) == 1
+    assert gradcheck.main(["--rows", "10000000000000"]) == 1  # numpy cannot allocate that
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "not enough memory" in err

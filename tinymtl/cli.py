@@ -54,7 +54,7 @@ def run(parser, argv, command):
     except SystemExit as done:  # --help (0) or a usage error (2), already printed
         return done.code
     try:
-        command(args)
+        code = command(args)  # an int is the command's own exit code (gradcheck: 1 for a FAIL)
         sys.stdout.flush()  # a full disk shows here, as an OSError, not at exit as a traceback
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted; nothing was saved", file=sys.stderr)
@@ -79,7 +79,7 @@ def run(parser, argv, command):
               file=sys.stderr)
         _discard_stdout()
         return 1
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 def _discard_stdout():

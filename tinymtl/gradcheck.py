@@ -83,14 +83,10 @@ def _parse_head(text):
     return name, head
 
 
-def main(argv=None):
-    from .heads import Classify, Regress
-    from .network import MultiTaskNet
-
-    # one-line usage errors and the option types every command uses
+def build_parser():
     from .cli import Parser, fraction, hidden_sizes, non_negative_int, positive_int
 
-    parser = Parser(
+    parser = Parser(  # one-line usage errors and the option types every command uses
         prog="python -m tinymtl.gradcheck",
         description="Check backprop against central differences on a small random float64 network.")
     parser.add_argument("--hidden", type=hidden_sizes, default=(5, 4),
@@ -107,12 +103,22 @@ def main(argv=None):
                              "parameters are of order 1, so a larger step is no small change")
     parser.add_argument("--show", type=non_negative_int, default=3,
                         help="entries to print per parameter; 0 prints none")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def gradcheck(args, *, stdout=None):
+    """Build the random network ``args`` describes, check it, print the table; returns the exit
+    code: 0 if every array passes, 1 if any fails."""
+    from .errors import OptionError
+    from .heads import Classify, Regress
+    from .network import MultiTaskNet
+
+    stdout = stdout or sys.stdout
     heads = args.heads or [("species", Classify(3)), ("petal_width", Regress(1))]
     names = [name for name, _ in heads]
     repeated = [name for i, name in enumerate(names) if name in names[:i]]
     if repeated:
-        parser.error(f"--head {repeated[0]} is given more than once; give each head its own name")
+        raise OptionError(f"--head {repeated[0]} is given more than once; give each head its own name")
     heads = dict(heads)
 
     rng = np.random.default_rng(args.seed)
@@ -127,16 +133,24 @@ def main(argv=None):
 
     print(f"network: {args.inputs} inputs, hidden {list(args.hidden)}, heads "
           + ", ".join(f"{n} ({h.kind}, {h.n_outputs})" for n, h in heads.items())
-          + f"; float64, {args.rows} rows, h = {args.step:g}")
+          + f"; float64, {args.rows} rows, h = {args.step:g}", file=stdout)
     results = check_network(net, X, targets, args.step)
     for name, (analytic, numeric, error) in results.items():
         verdict = "ok" if error < PASS_BELOW else "FAIL"  # a NaN error fails
-        print(f"{name:<24} shape {str(analytic.shape):<10} relative error {error:.2e}  {verdict}")
+        print(f"{name:<24} shape {str(analytic.shape):<10} relative error {error:.2e}  {verdict}",
+              file=stdout)
         for i in list(np.ndindex(analytic.shape))[:args.show]:
-            print(f"    {str(i):<10} backprop {analytic[i]: .10f}   central difference {numeric[i]: .10f}")
+            print(f"    {str(i):<10} backprop {analytic[i]: .10f}   central difference "
+                  f"{numeric[i]: .10f}", file=stdout)
     worst = worst_error(results)
-    print(f"worst relative error {worst:.2e} (pass below {PASS_BELOW:g})")
+    print(f"worst relative error {worst:.2e} (pass below {PASS_BELOW:g})", file=stdout)
     return 0 if worst < PASS_BELOW else 1
+
+
+def main(argv=None):
+    from . import cli  # cli imports the data modules: not needed by the library functions above
+
+    return cli.run(build_parser(), argv, gradcheck)
 
 
 if __name__ == "__main__":
