@@ -15,6 +15,17 @@ def random_net(rng, n_inputs, hidden, heads, dtype=np.float64):
     return net
 
 
+def kink_margin(net, X):
+    """The smallest |pre-activation| of any trunk ReLU on the rows of X: central differences
+    with a step h are only valid where no parameter nudge of h moves one across its kink at 0."""
+    margin, h = np.inf, np.asarray(X, dtype=np.float64)
+    for dense in net.trunk:
+        z = h @ dense.params["W"] + dense.params["b"]
+        margin = min(margin, float(np.abs(z).min()))
+        h = np.maximum(z, 0)
+    return margin
+
+
 def random_targets(rng, heads, n_rows, missing=0.0):
     targets = {}
     for name, head in heads.items():
