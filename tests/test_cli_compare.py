@@ -118,3 +118,17 @@ def test_a_target_beyond_float32_is_named_by_its_cell(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert f'{path}: line 8, column "level": \'1e39\' is beyond the range of float32' in err
+
+
+def test_patience_without_validation_labels_of_a_task_is_one_line(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    lines = ["x1,x2,few,level"]
+    for i in range(45):  # 'few' is labelled on the first 3 rows only
+        x1, x2 = rng.normal(size=2)
+        lines.append(f"{x1:.3f},{x2:.3f},{('yes' if x1 > 0 else 'no') if i < 3 else ''},{x1 + x2:.3f}")
+    (tmp_path / "few.csv").write_text("\n".join(lines) + "\n")
+    code = compare.main(["--csv", str(tmp_path / "few.csv"), "--regress", "level", "--classify",
+                         "few", *TINY, "--patience", "2"])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "hold no label of few" in err and "--patience" in err

@@ -25,7 +25,8 @@ import numpy as np
 
 from . import cli, train
 from .data import fold_rows, split_rows, take_targets
-from .errors import OptionError, TrainingDiverged
+from .errors import DataError, OptionError, TrainingDiverged
+from .heads import has_label
 from .model import Model
 
 # metric -> (label, higher is better); the first of each kind decides the verdict line's order
@@ -132,10 +133,16 @@ def run_fold(args, dataset, train_rows, test_rows, *, seed, fold, where):
         targets = model.targets({name: data.labels[name] for name in tasks})
         model.check_targets_fit(data.table, targets)
         validation = None if val_rows is None else (X[val_rows], take_targets(targets, val_rows))
+        if validation is not None and not any(map(has_label, validation[1].values())):
+            raise DataError(f"{label} ({where}): its {len(val_rows)} validation rows for "
+                            f"--patience hold no label of {', '.join(tasks)}; raise "
+                            f"--val-fraction or drop --patience")
         try:
             model.network.fit(X[fit_rows], take_targets(targets, fit_rows), **train.fit_options(args),
                               validation=validation)
         except TrainingDiverged as err:
+            if not data.target_scaling and any(t.kind == "regress" for t in tasks.values()):
+                err = f"{err}, or drop --no-target-scaling"
             raise TrainingDiverged(f"{label} ({where}): {err}") from None
         return model.evaluate(X[test_rows], {name: test_labels[name] for name in tasks},
                               where=lambda i: data.table.where(test_rows[i]))
