@@ -298,3 +298,23 @@ def test_train_cli_takes_an_extreme_weighting_option(option, value, tmp_path, ca
     weights = MultiTaskNet.load(out).weighting.current_weights()
     assert all(math.isfinite(w) and w >= 0 for w in weights.values())
     assert sum(weights.values()) == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("method", ["gradnorm", "dwa", "uncertainty"])
+def test_a_task_without_labels_takes_no_share_of_the_adapted_weights(method):
+    """A head with no label in fit's data (kept by transfer learning, say) has no loss: its
+    weight stays as it was, and the trained tasks' adapted weights sum to their own number."""
+    heads = {"y": Classify(3), "t": Regress(1), "dead": Regress(1)}
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((48, 3))
+    targets = random_targets(rng, heads, 48)
+    targets["dead"][:] = np.nan
+    net = MultiTaskNet(3, (6,), heads, seed=1, dtype=np.float64, weighting=method)
+    net.fit(X, targets, epochs=4, batch_size=8)
+    weights = net.weighting.current_weights()
+    if method == "uncertainty":
+        assert net.parameters()["weighting.dead.log_var"][0] == 0.0  # never moved
+        assert net.parameters()["weighting.y.log_var"][0] != 0.0
+    else:
+        assert weights["dead"] == 1.0
+        assert math.isclose(weights["y"] + weights["t"], 2.0) and weights["y"] != 1.0

@@ -580,6 +580,7 @@ class MultiTaskNet:
         if validation is not None:
             history.update({f"val_{name}": [] for name in self.heads})
         start_params = self.flat_params.copy()
+        self.weighting.set_active([name for name, t in targets.items() if has_label(t)])
         best_params, best_loss, self.best_epoch = None, math.inf, None
         # Overflow while diverging is expected: the finite-loss check reports it, in one line.
         with parallel.blas_threads(threads), np.errstate(over="ignore", invalid="ignore"):

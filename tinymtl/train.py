@@ -219,14 +219,22 @@ class Progress:
     """Compact progress on stderr: about ten lines by default, every epoch with --verbose.
 
     With ``weights`` (a function returning {task: weight}) each line also shows the current task
-    weights, for the methods that adapt or learn them.
+    weights, for the methods that adapt or learn them. ``labelled`` ({"train": tasks, "val":
+    tasks}) names the tasks with labels on each split: another task's loss is 0 by definition
+    and shows as n/a.
     """
 
-    def __init__(self, epochs, *, quiet=False, verbose=False, stream=None, weights=None):
+    def __init__(self, epochs, *, quiet=False, verbose=False, stream=None, weights=None,
+                 labelled=None):
         self.every = 1 if verbose else max(1, epochs // 10)
         self.quiet, self.epochs, self.stream = quiet, epochs, stream or sys.stderr
-        self.weights = weights
+        self.weights, self.labelled = weights, labelled
         self.start = time.perf_counter()
+
+    def _loss(self, split, name, value):
+        if self.labelled is not None and name not in self.labelled[split]:
+            return f"{name} n/a"
+        return f"{name} {value:.4f}"
 
     def say(self, text):
         if not self.quiet:
@@ -235,9 +243,9 @@ class Progress:
     def __call__(self, epoch, history):
         if epoch % self.every and epoch != 1 and epoch != self.epochs:
             return
-        train = "  ".join(f"{name} {losses[-1]:.4f}" for name, losses in history.items()
+        train = "  ".join(self._loss("train", name, losses[-1]) for name, losses in history.items()
                           if not name.startswith("val_"))
-        val = "  ".join(f"{name[4:]} {losses[-1]:.4f}" for name, losses in history.items()
+        val = "  ".join(self._loss("val", name[4:], losses[-1]) for name, losses in history.items()
                         if name.startswith("val_"))
         weights = ""
         if self.weights is not None:
@@ -289,7 +297,9 @@ def train(args, *, stdout=None):
     network = model.network
     adaptive = network.weighting.method != "fixed"
     progress = Progress(args.epochs, quiet=args.quiet, verbose=args.verbose,
-                        weights=network.weighting.current_weights if adaptive else None)
+                        weights=network.weighting.current_weights if adaptive else None,
+                        labelled={"train": dataset.labelled_tasks(dataset.train_rows),
+                                  "val": dataset.labelled_tasks(dataset.val_rows)})
     X = model.inputs(dataset.table)                     # (n_rows, n_inputs), every row at once
     targets = model.targets(dataset.labels)
     model.check_targets_fit(dataset.table, targets)

@@ -83,6 +83,15 @@ class Weighting:
         self.heads = heads
         self.loss_weights = dict(loss_weights)
         self.weights = dict(loss_weights)
+        self.active = list(heads)  # the tasks being trained; see set_active
+
+    def set_active(self, names):
+        """Adapt only the weights of the tasks ``names``: fit names the tasks with a label in its
+        data. A task without one (a head kept by transfer learning, say) has a loss of 0 and no
+        gradient; counted in, it would take a share of GradNorm's and DWA's weights, which sum
+        to the number of tasks, and uncertainty weighting would learn a variance for nothing.
+        Its weight stays as it is."""
+        self.active = [name for name in self.heads if name in set(names)]
 
     def bind(self, params, grads):
         """Receive the live arrays of this method's parameters (none for most methods)."""
@@ -152,6 +161,10 @@ class Uncertainty(Weighting):
     def combine(self, losses):
         total, scales = 0.0, {}
         for name, loss in losses.items():
+            if name not in self.active:  # no label: no loss, and s_i is left alone
+                scales[name] = 0.0
+                self.grad_log_var[name][0] = 0.0
+                continue
             s = float(self.log_var[name][0])
             # c_i exp(-s_i); inf for s_i < -709.78 (a diverging s_i), which makes L infinite, so
             # a training step stops with TrainingDiverged instead of an OverflowError
@@ -193,9 +206,13 @@ class GradNorm(Weighting):
         return total, {n: self.loss_weights[n] * self.weights[n] for n in losses}
 
     def after_step(self, net, losses, grad_logits):
-        names = list(self.heads)
+        names = self.active
+        if not names:
+            return
         if self.initial_losses is None:
-            self.initial_losses = {n: max(losses[n], 1e-12) for n in names}
+            self.initial_losses = {}
+        for n in names:  # L_i(0): a task's first trained loss
+            self.initial_losses.setdefault(n, max(losses[n], 1e-12))
         norms = net.task_gradient_norms(grad_logits)  # ||d(scale_i L_i)/dW|| at the last shared layer
         # norms were taken with this step's scales: divide them out to get ||dL_i/dW||
         scales = {n: self.loss_weights[n] * self.weights[n] for n in names}
@@ -206,7 +223,7 @@ class GradNorm(Weighting):
             return
         ratio = {n: losses[n] / self.initial_losses[n] for n in names}
         mean_ratio = sum(ratio.values()) / len(names)
-        log_w = {n: math.log(w) if w > 0 else -math.inf for n, w in self.weights.items()}
+        log_w = {n: math.log(w) if w > 0 else -math.inf for n, w in self.weights.items() if n in names}
         for n in names:
             rate = ratio[n] / mean_ratio if mean_ratio > 0 else 1.0  # r_i, in [0, K]
             # target_i = mean(G) r_i^alpha. Only the sign of G_i - target_i counts, and
@@ -221,7 +238,7 @@ class GradNorm(Weighting):
                 # |step| <= weight_lr * K, which can pass the largest float: clip it there
                 step = max(-LARGEST, min(self.weight_lr * grad_log_w, LARGEST))
                 log_w[n] = max(log_w[n] - step, math.log(GRADNORM_MIN_WEIGHT))
-        self.weights = normalised_exp(log_w, len(names))  # sum to K
+        self.weights.update(normalised_exp(log_w, len(names)))  # the K trained tasks' sum to K
 
     def current_weights(self):
         return {n: self.loss_weights[n] * self.weights[n] for n in self.heads}
@@ -256,11 +273,13 @@ class DWA(Weighting):
         before, last = self.history
         # a rate overflows to inf after a loss of 1e-320 (float64 can get there): clip it, so
         # that r_i - max_j r_j stays a number
-        rates = {n: min(last[n] / before[n], LARGEST) if before[n] > 0 else 1.0 for n in self.heads}
+        rates = {n: min(last[n] / before[n], LARGEST) if before[n] > 0 else 1.0 for n in self.active}
+        if not rates:
+            return
         top = max(rates.values())  # shift before exp, as in log-sum-exp: the weights are unchanged
         exps = {n: math.exp((rate - top) / self.temperature) for n, rate in rates.items()}
         total = sum(exps.values())
-        self.adapted = {n: len(exps) * e / total for n, e in exps.items()}
+        self.adapted.update({n: len(exps) * e / total for n, e in exps.items()})  # sum to K
 
     def current_weights(self):
         return {n: self.loss_weights[n] * self.adapted[n] for n in self.heads}
