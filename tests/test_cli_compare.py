@@ -132,3 +132,11 @@ def test_patience_without_validation_labels_of_a_task_is_one_line(tmp_path, caps
     err = capsys.readouterr().err
     assert code == 1 and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert "hold no label of few" in err and "--patience" in err
+
+
+def test_within_noise_uses_students_t_for_few_runs():
+    assert compare.t_critical(1) == 12.706 and compare.t_critical(9) == 2.262
+    assert compare.t_critical(29) == 2.045 and compare.t_critical(500) == 2.0
+    # 2 runs differing by 0.2 and 0.1: mean 0.15, standard error 0.05, 3 standard errors, which
+    # two runs cannot tell from noise (t = 12.7 with one degree of freedom)
+    assert 0.15 < compare.t_critical(1) * 0.05
