@@ -222,6 +222,7 @@ def test_a_category_the_model_never_saw_is_named(mixed_model, tmp_path, capsys):
     (IRIS + "5.1,3.5,1.4,wide,setosa\n", ["line 2", 'column "petal_width"', "'wide'"]),
     ("", ["empty"]),
     ("sepal_length,sepal_width,petal_length\n5.1,3.5,1.4\n", ["none of the model's target columns"]),
+    (IRIS + "5.1,3.5,1.4,,\n6.1,2.5,4.4,NA,\n", ["(species, petal_width) hold no label", "nothing to score"]),
 ])
 def test_bad_csv_for_evaluate(iris_model, tmp_path, capsys, text, words):
     csv = tmp_path / "bad.csv"

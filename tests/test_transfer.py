@@ -324,6 +324,8 @@ BAD_OPTIONS = [
     (["FROM", "--freeze-trunk", "--trunk-lr", "0.01"], "not allowed with"),
     (["FROM", "--trunk-lr", "0"], "--trunk-lr"),
     (["FROM", "--hidden", "8"], "--hidden 8: with --from"),
+    (["FROM", "--hidden", "64,64"], "--hidden 64,64: with --from"),  # the default, given
+    (["FROM", "--freeze-trunk", "--weighting", "pcgrad"], "would train as --weighting fixed"),
     (["FROM", "--categorical", "a"], "--categorical a"),
 ]
 

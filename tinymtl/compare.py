@@ -128,7 +128,7 @@ def run_fold(args, dataset, train_rows, test_rows, *, seed, fold, where):
 
     def fit_and_score(tasks, options, label):
         # The same seed for every model of a run: the same initial trunk and batch order.
-        model = Model.build(features, tasks, hidden=args.hidden,
+        model = Model.build(features, tasks, hidden=train.hidden_of(args),
                             rng=np.random.default_rng([seed, fold]), **options)
         X = model.inputs(data.table)
         targets = model.targets({name: data.labels[name] for name in tasks})
@@ -205,7 +205,7 @@ def summarise(args, dataset, scores):
     return {"source": dataset.table.source, "n_rows": int(dataset.table.n_rows),
             "folds": args.folds, "seeds": list(range(args.seed, args.seed + args.seeds)),
             "runs": args.folds * args.seeds,
-            "training": {"hidden": list(args.hidden), "epochs": args.epochs,
+            "training": {"hidden": list(train.hidden_of(args)), "epochs": args.epochs,
                          "batch_size": args.batch_size, "lr": args.lr,
                          "lr_schedule": args.lr_schedule, "momentum": args.momentum,
                          "weight_decay": args.weight_decay, "patience": args.patience,

@@ -13,6 +13,7 @@ import sys
 from . import cli
 from .data import read_csv
 from .errors import DataError
+from .heads import has_label
 from .model import Model
 
 
@@ -39,7 +40,11 @@ def evaluate(args, *, stdout=None):
         raise DataError(f"{table.source}: none of the model's target columns "
                         f"({', '.join(model.tasks)}) is in the file; its columns are "
                         f"{', '.join(table.names)}")
-    results = model.evaluate(X, model.labels(table, names), where=table.where)
+    labels = model.labels(table, names)
+    if not any(map(has_label, labels.values())):
+        raise DataError(f"{table.source}: the target columns ({', '.join(names)}) hold no label "
+                        f"on any row: nothing to score")
+    results = model.evaluate(X, labels, where=table.where)
     if args.format == "json":
         json.dump(results, stdout, indent=2)
         stdout.write("\n")

@@ -67,9 +67,10 @@ def add_training_options(parser):
     task-balance options --weighting, --loss-weight, --gradnorm-alpha, --dwa-temperature,
     --class-weight (``network_options`` and ``fit_options`` read them back)."""
     group = parser.add_argument_group("training")
-    group.add_argument("--hidden", type=cli.hidden_sizes, default=DEFAULTS["hidden"],
-                       metavar="W,W,...", help="widths of the shared trunk's hidden layers "
-                                               "(units); 'none' puts the heads on the inputs")
+    group.add_argument("--hidden", type=cli.hidden_sizes, metavar="W,W,...",
+                       help="widths of the shared trunk's hidden layers (units); 'none' puts the "
+                            f"heads on the inputs (default: {','.join(map(str, DEFAULTS['hidden']))}"
+                            "; with --from, the source trunk's)")
     group.add_argument("--epochs", type=cli.positive_int, default=DEFAULTS["epochs"],
                        help="passes over the training rows (at most, with --patience)")
     group.add_argument("--batch-size", type=cli.positive_int, default=DEFAULTS["batch_size"],
@@ -208,6 +209,11 @@ def rebalanced(network, balance):
     return net
 
 
+def hidden_of(args):
+    """The trunk widths --hidden asks for, or the default (None when the option is left out)."""
+    return DEFAULTS["hidden"] if args.hidden is None else args.hidden
+
+
 def fit_options(args):
     """The MultiTaskNet.fit options the training arguments ask for (no data, no callback)."""
     return {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
@@ -286,12 +292,11 @@ def train(args, *, stdout=None):
     dataset = cli.load_dataset(args, rng=split_rng)
     balance = network_options(args, dataset)
     if args.source is None:
-        model = Model.build(cli.fit_features(dataset), dataset.tasks, hidden=args.hidden,
+        model = Model.build(cli.fit_features(dataset), dataset.tasks, hidden=hidden_of(args),
                             rng=net_rng, **balance)
         transfer_fit, origin = {}, None
     else:  # transfer learning: the source's trunk and features, new heads
-        model, transfer_fit, origin = transfer.start_from(args, dataset, rng=net_rng,
-                                                          default_hidden=DEFAULTS["hidden"])
+        model, transfer_fit, origin = transfer.start_from(args, dataset, rng=net_rng)
         model.network = rebalanced(model.network, balance)
     features = model.features
     network = model.network

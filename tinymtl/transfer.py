@@ -54,9 +54,12 @@ def check_options(args):
                                              ("--keep-heads", args.keep_heads)) if value]
         if used:
             raise OptionError(f"{used[0]} needs --from MODEL (the model whose trunk to reuse)")
+    if args.freeze_trunk and getattr(args, "weighting", None) == "pcgrad":
+        raise OptionError("--weighting pcgrad projects the tasks' gradients on the shared trunk, "
+                          "which --freeze-trunk keeps still: it would train as --weighting fixed")
 
 
-def start_from(args, dataset, *, rng, default_hidden):
+def start_from(args, dataset, *, rng):
     """The model to train on ``dataset`` when ``--from`` is given, and how to train it.
 
     Returns (model, fit options {"freeze", "trunk_lr"} for ``MultiTaskNet.fit``, a record of
@@ -65,7 +68,7 @@ def start_from(args, dataset, *, rng, default_hidden):
     arrays, meta = checkpoint.load_contents(args.source)
     if meta is not None and meta.get("kind") == KIND:
         source = Model.from_file_contents(arrays, meta, args.source)
-        _check_hidden(args, source.network.hidden, default_hidden)
+        _check_hidden(args, source.network.hidden)
         if args.categorical:
             raise OptionError(f"--categorical {args.categorical[0]}: with --from the source model "
                               f"fixes each feature's encoding")
@@ -74,7 +77,7 @@ def start_from(args, dataset, *, rng, default_hidden):
         model = _with_new_tasks(source, dataset, kept, rng=rng)
     else:
         network = _bare_network(arrays, meta, args.source)
-        _check_hidden(args, network.hidden, default_hidden)
+        _check_hidden(args, network.hidden)
         if args.keep_heads:
             raise OptionError(f"--keep-heads: {args.source} has no task metadata (classes, target "
                               f"scaling); only a model written by tinymtl.train or tinymtl.export "
@@ -109,8 +112,8 @@ def _head_for(task):
     return Classify(len(task.classes)) if task.kind == "classify" else Regress(1)
 
 
-def _check_hidden(args, source_hidden, default_hidden):
-    if tuple(args.hidden) not in (tuple(default_hidden), tuple(source_hidden)):
+def _check_hidden(args, source_hidden):
+    if args.hidden is not None and tuple(args.hidden) != tuple(source_hidden):
         raise OptionError(f"--hidden {','.join(map(str, args.hidden)) or 'none'}: with --from the "
                           f"hidden layers are the source trunk's "
                           f"({','.join(map(str, source_hidden)) or 'none'}); leave --hidden out")
