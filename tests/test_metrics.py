@@ -87,3 +87,11 @@ def test_regression_metrics_scale_with_the_values_without_overflow(values, power
     if plain["r2"] is None or scaled["r2"] is None:
         return
     assert math.isclose(scaled["r2"], plain["r2"], rel_tol=1e-9, abs_tol=1e-9)
+
+
+def test_a_huge_negative_r2_prints_short():
+    from tinymtl.cli import format_metrics
+    from tinymtl.data import RegressTarget
+    m = {"n_labelled": 3, "rmse": 5.2e29, "mae": 4e29, "r2": -5.123456e58}
+    (line,) = format_metrics({"y": m}, {"y": RegressTarget("y", 0.0, 1.0)})
+    assert line.endswith("R^2 -5.123e+58") and len(line) < 80

@@ -364,7 +364,8 @@ def format_metrics(metrics, tasks):
             for c, row in zip(task.classes, m["confusion_matrix"]):
                 lines.append(f"    {c:>{width}}  " + "  ".join(f"{v:>{width}}" for v in row))
         else:
-            r2 = "undefined (constant values)" if m["r2"] is None else f"{m['r2']:.4f}"
+            r2 = ("undefined (constant values)" if m["r2"] is None
+                  else f"{m['r2']:.4f}" if abs(m["r2"]) < 1e6 else f"{m['r2']:.4g}")  # -5e58: short
             lines.append(f"  {name} (regress, {m['n_labelled']} rows): RMSE {m['rmse']:.4g}"
                          f"  MAE {m['mae']:.4g}  R^2 {r2}")
     return lines
