@@ -1,4 +1,5 @@
 import csv
+import warnings
 from importlib import resources
 
 import numpy as np
@@ -517,3 +518,16 @@ def test_a_sparsely_labelled_target_trains_without_diverging():
         assert np.isfinite(out["t"]).all()
         assert np.mean(out["c"].argmax(axis=1) == (X_test[:, 0] + 0.3 * X_test[:, 2] > 0)) > 0.9
         assert abs(np.corrcoef(out["t"][:, 0], truth)[0, 1]) > 0.3  # it learned something
+
+
+def test_train_step_on_an_empty_batch_changes_nothing_and_warns_nothing():
+    from tinymtl.optim import SGD
+    heads = {"c": Classify(2), "r": Regress(1)}
+    net = MultiTaskNet(2, (4,), heads, seed=0)
+    before = net.flat_params.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        losses = net.train_step(np.zeros((0, 2), np.float32),
+                                {"c": np.zeros(0, np.int64), "r": np.zeros((0, 1), np.float32)},
+                                SGD(net.param_groups(0.1)))
+    assert losses == {"c": 0.0, "r": 0.0} and np.array_equal(before, net.flat_params)

@@ -318,3 +318,8 @@ def test_a_task_without_labels_takes_no_share_of_the_adapted_weights(method):
     else:
         assert weights["dead"] == 1.0
         assert math.isclose(weights["y"] + weights["t"], 2.0) and weights["y"] != 1.0
+    # after fit every task counts again: labelled now, 'dead' has a loss and gradients
+    assert net.weighting.active == list(heads)
+    labelled = random_targets(rng, heads, 48)
+    _, grads = net.loss_and_gradients(X, labelled)
+    assert np.any(grads["heads.dead.W"] != 0)

@@ -134,10 +134,15 @@ class _Gathered:
 
 
 def _fully_labelled(head, target):
-    """Whether every entry of a task's ``target`` holds a label (no class -1, no NaN value)."""
+    """Whether every entry of a task's ``target`` holds a label (no class -1, no NaN value).
+
+    One reduction, no array made (a training step calls it). A NaN anywhere makes the sum NaN;
+    so, rarely, do sums that overflow to inf - inf: the step weight then measures the batch's
+    share of labels itself and finds it whole, so a wrong False costs only time.
+    """
     if head.kind == "classify":
         return bool(np.minimum.reduce(target, axis=None, initial=0) >= 0)
-    return not np.isnan(target).any()  # once an epoch: a sum could overflow to inf - inf = NaN
+    return not math.isnan(np.add.reduce(target, axis=None))
 
 
 def _check_dtype(dtype):
@@ -396,7 +401,9 @@ class MultiTaskNet:
             np.less(target, 0, out=missing)
         else:
             np.isnan(target, out=missing)
-        share = 1.0 - np.count_nonzero(missing) / missing.size
+        if missing.size == 0:  # an empty batch: nothing to weigh
+            return 1.0
+        share = 1.0 - int(np.count_nonzero(missing)) / missing.size
         return min(1.0, share / self.STEP_WEIGHT_FULL_AT)
 
     def _backward(self, grad_logits, ws):
@@ -456,13 +463,16 @@ class MultiTaskNet:
     def train_step(self, x, targets, optimizer):
         """One SGD step on a batch of checked arrays; returns {task: mean loss} before the step.
 
-        Forward, the losses and their weighted total L, backward, then the optimizer's update.
-        x (batch, n_inputs). Raises TrainingDiverged, before touching the parameters, if L is not
-        finite.
+        Forward, the losses and their weighted total L, backward, then the optimizer's update:
+        fit's step. The gradient of a task labelled on fewer than half of the batch's entries is
+        scaled down (see ``_step_weight``), so the step is on L itself when every task is
+        labelled on at least half of the batch. x (batch, n_inputs). Raises TrainingDiverged,
+        before touching the parameters, if L is not finite.
         """
         ws = self._workspace(x.shape[0])
         np.copyto(ws.inputs[:, :-1], x)  # the last column holds the ones
-        return self._step(ws.inputs, targets, ws, optimizer, sparse=self.heads)
+        sparse = [name for name, t in targets.items() if not _fully_labelled(self.heads[name], t)]
+        return self._step(ws.inputs, targets, ws, optimizer, sparse)
 
     def _step(self, inputs, targets, ws, optimizer, sparse=()):
         """train_step on inputs (batch, n_inputs + 1) that already end in a column of ones.
@@ -505,7 +515,8 @@ class MultiTaskNet:
         """
         x = self._check_inputs(X)
         targets = self._check_targets(targets, x.shape[0])
-        # a workspace of its own, not kept: the training step's arithmetic on X
+        # a workspace of its own, not kept: the training step's arithmetic on X (without the
+        # step weight of sparsely labelled tasks, which scales a step, not the loss)
         ws = _Workspace(x.shape[0], self.n_inputs, self.hidden, self.heads, self.dtype)
         np.copyto(ws.inputs[:, :-1], x)
         total, _, grad_logits = self._losses(self._forward(ws.inputs, ws), targets, ws)
@@ -583,41 +594,44 @@ class MultiTaskNet:
         self.weighting.set_active([name for name, t in targets.items() if has_label(t)])
         best_params, best_loss, self.best_epoch = None, math.inf, None
         # Overflow while diverging is expected: the finite-loss check reports it, in one line.
-        with parallel.blas_threads(threads), np.errstate(over="ignore", invalid="ignore"):
-            for epoch in range(1, epochs + 1):
-                factor = lr_factor(lr_schedule, epoch, epochs)
-                for group, base_lr in zip(optimizer.groups, base_lrs):
-                    group.lr = base_lr * factor
-                try:
-                    epoch_losses = self._train_epoch(x, targets, batch_size, optimizer, rng)
-                    # the last step may itself have thrown the parameters to inf or NaN
-                    if not math.isfinite(np.add.reduce(self.flat_params, axis=None)):
-                        raise TrainingDiverged("the parameters became infinite or NaN")
-                    val_losses = validation and self.task_losses(x_val, targets_val)
-                    if val_losses and not math.isfinite(sum(val_losses.values())):
-                        raise TrainingDiverged("the validation loss became "
-                                               f"{sum(val_losses.values())}")
-                except TrainingDiverged as err:
-                    self.flat_params[...] = start_params  # nothing half-trained is left behind
-                    raise TrainingDiverged(f"training diverged in epoch {epoch}: {err}; "
-                                           f"try a lower learning rate than lr={lr}") from None
-                self.weighting.end_epoch(epoch_losses)
-                for name, loss in epoch_losses.items():
-                    history[name].append(loss)
-                stop = False
-                if validation is not None:
-                    for name, loss in val_losses.items():
-                        history[f"val_{name}"].append(loss)
-                    if patience is not None:
-                        val_total = sum(val_losses.values())
-                        if val_total < best_loss:
-                            best_loss, self.best_epoch = val_total, epoch
-                            best_params = self.flat_params.copy()
-                        stop = epoch - self.best_epoch >= patience
-                if callback is not None:  # every completed epoch, the last one included
-                    callback(epoch, history)
-                if stop:
-                    break
+        try:
+            with parallel.blas_threads(threads), np.errstate(over="ignore", invalid="ignore"):
+                for epoch in range(1, epochs + 1):
+                    factor = lr_factor(lr_schedule, epoch, epochs)
+                    for group, base_lr in zip(optimizer.groups, base_lrs):
+                        group.lr = base_lr * factor
+                    try:
+                        epoch_losses = self._train_epoch(x, targets, batch_size, optimizer, rng)
+                        # the last step may itself have thrown the parameters to inf or NaN
+                        if not math.isfinite(np.add.reduce(self.flat_params, axis=None)):
+                            raise TrainingDiverged("the parameters became infinite or NaN")
+                        val_losses = validation and self.task_losses(x_val, targets_val)
+                        if val_losses and not math.isfinite(sum(val_losses.values())):
+                            raise TrainingDiverged("the validation loss became "
+                                                   f"{sum(val_losses.values())}")
+                    except TrainingDiverged as err:
+                        self.flat_params[...] = start_params  # nothing half-trained is left behind
+                        raise TrainingDiverged(f"training diverged in epoch {epoch}: {err}; "
+                                               f"try a lower learning rate than lr={lr}") from None
+                    self.weighting.end_epoch(epoch_losses)
+                    for name, loss in epoch_losses.items():
+                        history[name].append(loss)
+                    stop = False
+                    if validation is not None:
+                        for name, loss in val_losses.items():
+                            history[f"val_{name}"].append(loss)
+                        if patience is not None:
+                            val_total = sum(val_losses.values())
+                            if val_total < best_loss:
+                                best_loss, self.best_epoch = val_total, epoch
+                                best_params = self.flat_params.copy()
+                            stop = epoch - self.best_epoch >= patience
+                    if callback is not None:  # every completed epoch, the last one included
+                        callback(epoch, history)
+                    if stop:
+                        break
+        finally:
+            self.weighting.set_active(self.heads)  # outside fit, every task counts
         if best_params is not None:
             self.flat_params[...] = best_params
         if self._gathered is not None and self._gathered.nbytes > _Gathered.GATHER_BYTES:

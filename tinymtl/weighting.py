@@ -21,8 +21,9 @@
                  * G_i / mean(G). The paper steps w itself; stepping log w keeps every weight
                  positive and the step bounded when the tasks' gradients differ by orders of
                  magnitude (then a plain step on w overshoots and oscillates). Finally w is
-                 renormalised to sum to the number of tasks. Any finite alpha >= 0 and weight_lr
-                 > 0 work: only the sign of G_i - target_i is used and G_i <= K mean(G), so
+                 renormalised to sum to the number of tasks K (of the tasks being trained: see
+                 Weighting.set_active). Any finite alpha >= 0 and weight_lr > 0 work: only the
+                 sign of G_i - target_i is used and G_i <= K mean(G), so
                  r_i^alpha is capped at 2K (it overflows a float once alpha log r_i > 709.78:
                  alpha 1024 at r_i = 2), and the step in log w is renormalised with a shift, as
                  in log-sum-exp (exp(log w_i) overflows for a step beyond 709.78).
@@ -91,7 +92,8 @@ class Weighting:
         gradient; counted in, it would take a share of GradNorm's and DWA's weights, which sum
         to the number of tasks, and uncertainty weighting would learn a variance for nothing.
         Its weight stays as it is."""
-        self.active = [name for name in self.heads if name in set(names)]
+        names = set(names)
+        self.active = [name for name in self.heads if name in names]
 
     def bind(self, params, grads):
         """Receive the live arrays of this method's parameters (none for most methods)."""
@@ -214,7 +216,8 @@ class GradNorm(Weighting):
         for n in names:  # L_i(0): a task's first trained loss
             self.initial_losses.setdefault(n, max(losses[n], 1e-12))
         norms = net.task_gradient_norms(grad_logits)  # ||d(scale_i L_i)/dW|| at the last shared layer
-        # norms were taken with this step's scales: divide them out to get ||dL_i/dW||
+        # norms were taken with this step's scales: divide them out to get ||dL_i/dW|| (for a
+        # sparsely labelled task they still hold its step weight: the push the task really gets)
         scales = {n: self.loss_weights[n] * self.weights[n] for n in names}
         unit = {n: norms[n] / scales[n] if scales[n] > 0 else 0.0 for n in names}
         G = {n: self.weights[n] * unit[n] for n in names}
