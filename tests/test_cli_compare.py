@@ -137,6 +137,33 @@ def test_patience_without_validation_labels_of_a_task_is_one_line(tmp_path, caps
 def test_within_noise_uses_students_t_for_few_runs():
     assert compare.t_critical(1) == 12.706 and compare.t_critical(9) == 2.262
     assert compare.t_critical(29) == 2.045 and compare.t_critical(500) == 2.0
-    # 2 runs differing by 0.2 and 0.1: mean 0.15, standard error 0.05, 3 standard errors, which
-    # two runs cannot tell from noise (t = 12.7 with one degree of freedom)
-    assert 0.15 < compare.t_critical(1) * 0.05
+    # 2 runs differing by 0.2 and 0.1: mean 0.15, standard error 0.05, so 3 standard errors,
+    # which two runs cannot tell from noise (t = 12.7 with one degree of freedom)...
+    assert compare.verdict([0.2, 0.1], higher=True) == ("multi-task", True)
+    # ...while 20 runs at the same mean and spread can (t = 2.09, standard error 0.016)
+    assert compare.verdict([0.2, 0.1] * 10, higher=True) == ("multi-task", False)
+    assert compare.verdict([-0.2, -0.1] * 10, higher=True) == ("single-task", False)
+    assert compare.verdict([0.3], higher=False) == ("single-task", False)  # one run: no spread
+    assert compare.verdict([0.1, -0.1], higher=True)[0] == "tie"
+
+
+def test_a_fold_whose_training_rows_hold_no_label_of_a_class_task_is_named(tmp_path, capsys,
+                                                                           monkeypatch):
+    rng = np.random.default_rng(5)
+    lines = ["x1,x2,kind,rare"]
+    for i in range(40):  # 'rare' is labelled on rows 0 and 1 only
+        x1, x2 = rng.normal(size=2)
+        lines.append(f"{x1:.3f},{x2:.3f},{'ab'[int(x1 > 0)]},{('p', 'q', '')[min(i, 2)]}")
+    (tmp_path / "rare.csv").write_text("\n".join(lines) + "\n")
+
+    def both_labels_in_fold_1(n_rows, n_folds, *, rng, strata=None, source=""):
+        test = [np.arange(0, 8), *(np.arange(8 * k, 8 * k + 8) for k in range(1, n_folds))]
+        return [(np.setdiff1d(np.arange(n_rows), t), t) for t in test]
+
+    monkeypatch.setattr(compare, "fold_rows", both_labels_in_fold_1)
+    code = compare.main(["--csv", str(tmp_path / "rare.csv"), "--classify", "kind", "--classify",
+                         "rare", *TINY])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.splitlines()) == 1, err
+    assert 'target "rare" has no labels in the training rows of seed 0, fold 1' in err
+    assert "fewer --folds" in err

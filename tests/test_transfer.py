@@ -358,3 +358,22 @@ def test_help_lists_the_transfer_options(capsys):
     help_text = capsys.readouterr().out
     for option in ("--from", "--freeze-trunk", "--trunk-lr", "--keep-heads"):
         assert option in help_text
+
+
+def test_fine_tuning_in_place_replaces_the_source_only_after_training(source, target_csv, tmp_path):
+    model = tmp_path / "model.npz"
+    model.write_bytes(source.read_bytes())
+    assert train.main(["--csv", target_csv, "--classify", "grade", "--regress", "score",
+                       "--from", str(model), *FAST, "--out", str(model)]) == 0
+    tuned = Model.load(model)
+    assert list(tuned.tasks) == ["grade", "score"]
+    assert tuned.training["transfer"]["from"] == str(model)
+
+
+def test_curves_onto_the_source_model_are_refused(source, target_csv, tmp_path, out, capsys):
+    model = tmp_path / "model.npz"
+    model.write_bytes(source.read_bytes())
+    assert train.main(["--csv", target_csv, "--classify", "grade", "--regress", "score",
+                       "--from", str(model), *FAST, "--history", str(model), "--out", str(out)]) == 2
+    assert "is the same file as --from" in capsys.readouterr().err
+    assert model.read_bytes() == source.read_bytes() and out.read_bytes() == SENTINEL

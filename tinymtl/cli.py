@@ -250,13 +250,14 @@ class Dataset:
     val_rows: np.ndarray
     target_scaling: bool = True
 
-    def split(self, train_rows, val_rows):
+    def split(self, train_rows, val_rows, where=None):
         """The same data with other training and validation rows: regression statistics are
-        taken again from the new training rows (compare uses this for every fold)."""
+        taken again from the new training rows (compare uses this for every fold, ``where``
+        naming it, such as "seed 0, fold 2")."""
         tasks = {name: (RegressTarget.fit(self.table, name, rows=train_rows, scale=self.target_scaling)
                         if task.kind == "regress" else task)
                  for name, task in self.tasks.items()}
-        check_classes_in_training_rows(self.table, tasks, self.labels, train_rows)
+        check_classes_in_training_rows(self.table, tasks, self.labels, train_rows, where=where)
         return Dataset(self.table, self.feature_names, self.categorical, tasks, self.labels,
                        np.asarray(train_rows), np.asarray(val_rows), self.target_scaling)
 
@@ -265,15 +266,20 @@ class Dataset:
         return [name for name in self.tasks if has_label(self.labels[name][rows])]
 
 
-def check_classes_in_training_rows(table, tasks, labels, train_rows):
+def check_classes_in_training_rows(table, tasks, labels, train_rows, *, where=None):
     """DataError for a classification task without a single label in the training rows: its
-    head would be saved untrained. (RegressTarget.fit says the same of a regression task.)"""
+    head would be saved untrained. (RegressTarget.fit says the same of a regression task.)
+    ``where`` names compare's fold; without it the rows are train's split."""
     for name, task in tasks.items():
         if task.kind == "classify" and not has_label(labels[name][train_rows]):
             n_labelled = int((labels[name] >= 0).sum())
-            raise DataError(f'{table.source}: classification target "{name}" has no labels in the '
-                            f"training rows: its {n_labelled} labelled rows all fell in the held-out "
-                            f"rows; label more rows, or lower --val-fraction")
+            if where is None:
+                place, advice = "the training rows", "lower --val-fraction"
+            else:
+                place, advice = f"the training rows of {where}", "use fewer --folds"
+            raise DataError(f'{table.source}: classification target "{name}" has no labels in '
+                            f"{place}: its {n_labelled} labelled rows all fell in the held-out "
+                            f"rows; label more rows, or {advice}")
 
 
 def load_dataset(args, *, rng):

@@ -121,7 +121,7 @@ def run_fold(args, dataset, train_rows, test_rows, *, seed, fold, where):
                                           rng=np.random.default_rng([seed, fold, 1]),
                                           source=f"{dataset.table.source} ({where})")
         fit_rows, val_rows = train_rows[inner_fit], train_rows[inner_val]
-    data = dataset.split(fit_rows, test_rows)  # features and targets scaled on the fit rows only
+    data = dataset.split(fit_rows, test_rows, where)  # features, targets scaled on fit rows only
     features = cli.fit_features(data)
     balance = train.network_options(args, data)
     test_labels = take_targets(data.labels, test_rows)
@@ -170,6 +170,19 @@ def t_critical(df):
     return _T_95[df - 1] if df <= len(_T_95) else 2.0
 
 
+def verdict(diffs, higher):
+    """(better model, within noise) from the paired differences multi - single of one metric:
+    "tie" at a mean of 0, and within noise when |mean| < t * standard error (one run: never)."""
+    d_mean, d_std = _stats(diffs)
+    if d_mean is None or d_mean == 0:
+        better = "tie"
+    else:
+        better = "multi-task" if (d_mean > 0) == higher else "single-task"
+    n = len([d for d in diffs if d is not None and math.isfinite(d)])
+    noise = d_std is not None and n > 1 and abs(d_mean) < t_critical(n - 1) * d_std / math.sqrt(n)
+    return better, bool(noise)
+
+
 def _stats(values):
     """mean and sample standard deviation (0 for one value) of the finite values, or None."""
     values = [v for v in values if v is not None and math.isfinite(v)]
@@ -188,19 +201,14 @@ def summarise(args, dataset, scores):
             single = [s[key] for s in scores[name]["single_task"]]
             diffs = [m - s for m, s in zip(multi, single) if m is not None and s is not None]
             d_mean, d_std = _stats(diffs)
-            if d_mean is None or d_mean == 0:
-                better = "tie"
-            else:
-                better = "multi-task" if (d_mean > 0) == higher else "single-task"
-            noise = (d_std is not None and len(diffs) > 1
-                     and abs(d_mean) < t_critical(len(diffs) - 1) * d_std / math.sqrt(len(diffs)))
+            better, noise = verdict(diffs, higher)
             m_mean, m_std = _stats(multi)
             s_mean, s_std = _stats(single)
             entries[key] = {"label": label, "higher_is_better": higher,
                             "multi_task": {"mean": m_mean, "std": m_std, "values": multi},
                             "single_task": {"mean": s_mean, "std": s_std, "values": single},
                             "difference": {"mean": d_mean, "std": d_std},
-                            "better": better, "within_noise": bool(noise)}
+                            "better": better, "within_noise": noise}
         tasks[name] = {"kind": task.kind, "metrics": entries}
     return {"source": dataset.table.source, "n_rows": int(dataset.table.n_rows),
             "folds": args.folds, "seeds": list(range(args.seed, args.seed + args.seeds)),

@@ -279,9 +279,12 @@ def train(args, *, stdout=None):
     stdout = stdout or sys.stdout
     transfer.check_options(args)
     # before training, so no time is lost: every output can be written, none replaces another
-    # output or an input
+    # output or an input (but --out may replace the --from model: fine-tuning in place, which
+    # reads the source before it writes, and only once training succeeded)
     cli.check_distinct_files([("--out", args.out), ("--history", args.history), ("--plot", args.plot)],
-                             [("--csv", args.csv), ("--from", args.source)])
+                             [("--csv", args.csv)])
+    cli.check_distinct_files([("--history", args.history), ("--plot", args.plot)],
+                             [("--from", args.source)])
     cli.check_output_path(args.out, "--out")
     if args.history is not None:
         cli.check_output_path(args.history, "--history")
