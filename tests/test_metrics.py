@@ -95,3 +95,12 @@ def test_a_huge_negative_r2_prints_short():
     m = {"n_labelled": 3, "rmse": 5.2e29, "mae": 4e29, "r2": -5.123456e58}
     (line,) = format_metrics({"y": m}, {"y": RegressTarget("y", 0.0, 1.0)})
     assert line.endswith("R^2 -5.123e+58") and len(line) < 80
+
+
+def test_in_the_ordinary_range_rmse_is_the_plain_formula_to_the_last_bit():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        y = rng.normal(size=20) * rng.uniform(0.01, 100)
+        p = y + rng.normal(size=20)
+        assert metrics.rmse(y, p) == float(np.sqrt(np.mean((p - y) ** 2)))
+        assert metrics.mae(y, p) == float(np.mean(np.abs(p - y)))

@@ -4,6 +4,8 @@ Every function skips unlabelled rows (class -1, NaN value), as the losses do, an
 Python values (float, int, lists) ready for JSON. A metric with no labelled row is None.
 """
 
+import math
+
 import numpy as np
 
 
@@ -43,15 +45,16 @@ def macro_f1(labels, predicted, n_classes):
 
 def _labelled(values, predicted):
     """The labelled rows' values and predictions, float64, divided by a unit u (returned too):
-    the largest |value| or |prediction|. Sums of squares of numbers near 1e300 would overflow;
-    divided by u they cannot, and each metric multiplies its result by u (R^2 cancels it)."""
+    the power of two just above the largest |value| or |prediction|. Squares of numbers near
+    1e300 would overflow, and of numbers near 1e-160 underflow; divided by u they cannot, and
+    each metric multiplies its result by u (R^2 cancels it). Scaling by a power of two is exact,
+    so in the ordinary range every metric is the same to the last bit as without the unit."""
     values = np.asarray(values, dtype=np.float64).reshape(-1)
     predicted = np.asarray(predicted, dtype=np.float64).reshape(-1)
     keep = ~np.isnan(values)
     y, p = values[keep], predicted[keep]
-    unit = max(float(np.abs(y).max()), float(np.abs(p).max())) if y.size else 1.0
-    if not 0 < unit < np.inf:  # all zero, or an infinite or NaN prediction: nothing to scale
-        unit = 1.0
+    largest = max(float(np.abs(y).max()), float(np.abs(p).max())) if y.size else 0.0
+    unit = math.ldexp(1.0, math.frexp(largest)[1]) if 0 < largest < math.inf else 1.0
     return y / unit, p / unit, unit
 
 

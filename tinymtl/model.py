@@ -169,7 +169,12 @@ class Model:
         return Model.from_file_contents(arrays, json.loads(json.dumps(meta)), "model")
 
     def save(self, path):
-        """Write the model to ``path`` atomically: an existing file is replaced whole or kept."""
+        """Write the model to ``path`` atomically: an existing file is replaced whole or kept.
+        npz, or safetensors for a name ending in ``.safetensors`` (any case), as
+        ``MultiTaskNet.save``."""
+        if str(path).lower().endswith(".safetensors"):
+            self.save_safetensors(path)
+            return
         arrays, meta = self.to_file_contents()
         checkpoint.save_npz(path, arrays, meta)
 

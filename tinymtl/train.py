@@ -388,8 +388,7 @@ def train(args, *, stdout=None):
     model.training["val_loss"] = sum(saved.network.task_losses(X[val_rows], targets_val).values())
     model.metrics = saved.evaluate(X[val_rows], take_targets(dataset.labels, val_rows),
                                    where=lambda i: dataset.table.where(val_rows[i]))
-    # the file's suffix picks the format, as for MultiTaskNet.save; predict reads either
-    (model.save_safetensors if args.out.lower().endswith(".safetensors") else model.save)(args.out)
+    model.save(args.out)  # npz, or safetensors for a .safetensors name; predict reads either
 
     print(f"validation metrics ({len(val_rows)} rows held out of {dataset.table.n_rows}):", file=stdout)
     for line in cli.format_metrics(model.metrics, model.tasks):
