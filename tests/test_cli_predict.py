@@ -1,6 +1,7 @@
 """python -m tinymtl.predict and python -m tinymtl.evaluate, called as main([...])."""
 
 import errno
+import io
 import json
 import sys
 import zipfile
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from tinymtl import checkpoint, evaluate, predict, train
-from tinymtl.data import read_bundled
+from tinymtl.data import read_bundled, read_csv
 from tinymtl.model import Model
 
 IRIS = "sepal_length,sepal_width,petal_length,petal_width,species\n"
@@ -295,3 +296,31 @@ def test_running_out_of_memory_is_one_line(capsys, monkeypatch):
     assert train.main(["--hidden", "99999999999", "--quiet"]) == 1
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "not enough memory" in err
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "table"])
+def test_output_written_block_by_block_is_the_output_of_all_rows_at_once(iris_model, tmp_path,
+                                                                         capsys, monkeypatch, fmt):
+    rows = "".join(f"{5 + i / 50:.2f},3.0,{1 + i / 20:.2f},1.0,setosa\n" for i in range(23))
+    (tmp_path / "many.csv").write_text(IRIS + rows)
+    assert predict.main(["--model", str(iris_model), "--csv", str(tmp_path / "many.csv"),
+                         "--format", fmt]) == 0
+    whole = capsys.readouterr().out
+    monkeypatch.setattr(predict, "BLOCK_ROWS", 5)  # 23 rows: blocks of 5, 5, 5, 5 and 3
+    assert predict.main(["--model", str(iris_model), "--csv", str(tmp_path / "many.csv"),
+                         "--format", fmt]) == 0
+    assert capsys.readouterr().out == whole
+    if fmt == "json":
+        model = Model.load(iris_model)
+        table = read_csv(tmp_path / "many.csv")
+        assert whole == json.dumps(predict.predict_rows(model, table), indent=2) + "\n"
+        probabilities = model.predict(model.inputs(table))["species"]
+        first = json.loads(whole)[0]["species"]["probabilities"]
+        assert list(first.values()) == [float(str(p)) for p in probabilities[0]]  # float32's
+
+
+def test_json_of_no_rows_is_an_empty_array(iris_model, capsys):
+    model = Model.load(iris_model)
+    stream = io.StringIO()
+    predict.write(iter([]), model, "json", stream)
+    assert stream.getvalue() == "[]\n"

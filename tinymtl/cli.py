@@ -377,13 +377,6 @@ def format_metrics(metrics, tasks):
     return lines
 
 
-def short_float(value):
-    """A NumPy float as the shortest decimal that reads back as the same value of its own dtype:
-    a float32 probability 0.1 prints as 0.1, not 0.10000000149011612, and a float64 value (a
-    regression output beyond float32's range) keeps its size."""
-    return float(str(value))
-
-
 def check_output_path(path, option):
     """Before any work: the file at ``path`` can be written (its folder exists and is writable,
     and it is not a folder), else a TinyMTLError (exit 1, a file problem) naming ``option``."""

@@ -49,22 +49,45 @@ def build_parser():
     return parser
 
 
+BLOCK_ROWS = 4096  # rows turned into Python objects and written at a time
+
+
+def predict_blocks(model, table):
+    """The rows of ``predict_rows``, in lists of at most BLOCK_ROWS.
+
+    Every row is predicted first, into NumPy arrays (a few bytes a row), so that an input that
+    overflows the network is reported before anything is written. Only then are the rows
+    turned into Python objects, a block at a time: the output never holds them all.
+    """
+    outputs = model.predict(model.inputs(table), where=table.where)
+    for start in range(0, table.n_rows, BLOCK_ROWS):
+        yield _rows(model, {name: y[start:start + BLOCK_ROWS] for name, y in outputs.items()})
+
+
 def predict_rows(model, table):
     """[{task: {"label", "probabilities"} or value}] for every row of ``table``."""
-    outputs = model.predict(model.inputs(table), where=table.where)
-    rows = []
-    for i in range(table.n_rows):
-        row = {}
-        for name, task in model.tasks.items():
-            if task.kind == "classify":
-                probabilities = outputs[name][i]
-                row[name] = {"label": task.classes[int(probabilities.argmax())],
-                             "probabilities": {c: cli.short_float(p)
-                                               for c, p in zip(task.classes, probabilities)}}
-            else:
-                row[name] = cli.short_float(outputs[name][i])
-        rows.append(row)
-    return rows
+    return [row for block in predict_blocks(model, table) for row in block]
+
+
+def _rows(model, outputs):
+    """{task: outputs of some rows} -> [{task: {"label", "probabilities"} or value}] of them.
+
+    Numbers are the shortest decimals that read back as the same value of their dtype: a
+    float32 probability 0.1 prints as 0.1, not 0.10000000149011612, and a float64 value (a
+    regression output beyond float32's range) keeps its size. ``astype(str)`` writes those
+    decimals for a whole array at once.
+    """
+    by_task = {}
+    for name, task in model.tasks.items():
+        y = outputs[name]
+        if task.kind == "classify":
+            labels = [task.classes[i] for i in y.argmax(axis=1).tolist()]
+            probabilities = [[float(p) for p in row] for row in y.astype(str).tolist()]
+            by_task[name] = [{"label": label, "probabilities": dict(zip(task.classes, p))}
+                             for label, p in zip(labels, probabilities)]
+        else:
+            by_task[name] = [float(value) for value in y.astype(str).tolist()]
+    return [dict(zip(by_task, values)) for values in zip(*by_task.values())]
 
 
 def columns(model):
@@ -93,15 +116,29 @@ def _table_number(value):
     return f"{value:.4f}" if abs(value) < 1e9 else f"{value:.6g}"
 
 
-def write(rows, model, fmt, stream):
+def write(blocks, model, fmt, stream):
+    """Write the rows of ``blocks`` (lists of rows, as ``predict_blocks`` yields them) in ``fmt``.
+
+    csv and json are written a block at a time; the json text is exactly that of
+    ``json.dump(rows, stream, indent=2)`` for all the rows. The table needs every row first, to
+    size its columns.
+    """
     if fmt == "json":
-        json.dump(rows, stream, indent=2)
-        stream.write("\n")
+        written = False
+        for block in blocks:
+            if not block:
+                continue
+            text = json.dumps(block, indent=2)  # "[\n  {...},\n  {...}\n]": keep the middle
+            stream.write(("," if written else "[") + "\n" + text[2:-2])
+            written = True
+        stream.write("\n]\n" if written else "[]\n")
     elif fmt == "csv":
         writer = csv.writer(stream, lineterminator="\n")
         writer.writerow(columns(model))
-        writer.writerows(flatten(row, model) for row in rows)
+        for block in blocks:
+            writer.writerows(flatten(row, model) for row in block)
     else:
+        rows = [row for block in blocks for row in block]
         header = ["row", *columns(model)]
         body = [[str(i), *(_table_number(c) if isinstance(c, float) else c for c in flatten(row, model))]
                 for i, row in enumerate(rows, start=1)]
@@ -119,7 +156,7 @@ def predict(args, *, stdout=None):
         table = read_csv(args.csv)
     else:
         table = table_from_values(args.rows, model.features.names)
-    write(predict_rows(model, table), model, args.format, stdout or sys.stdout)
+    write(predict_blocks(model, table), model, args.format, stdout or sys.stdout)
 
 
 def main(argv=None):
