@@ -377,3 +377,14 @@ def test_curves_onto_the_source_model_are_refused(source, target_csv, tmp_path, 
                        "--from", str(model), *FAST, "--history", str(model), "--out", str(out)]) == 2
     assert "is the same file as --from" in capsys.readouterr().err
     assert model.read_bytes() == source.read_bytes() and out.read_bytes() == SENTINEL
+
+
+def test_from_a_model_the_csv_columns_it_was_trained_on_are_the_features(source, target_csv,
+                                                                         out, capsys):
+    """The target CSV has a column 'score' beside the source's features a..d: without
+    --features it is left out, not refused as an unexpected feature."""
+    assert train.main(["--csv", target_csv, "--classify", "grade", "--from", str(source), *FAST,
+                       "--out", str(out)]) == 0
+    model = Model.load(out)
+    assert model.features.names == Model.load(source).features.names
+    assert "score" not in model.training["features"]

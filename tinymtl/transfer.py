@@ -72,6 +72,9 @@ def start_from(args, dataset, *, rng):
         if args.categorical:
             raise OptionError(f"--categorical {args.categorical[0]}: with --from the source model "
                               f"fixes each feature's encoding")
+        if args.features is None and all(name in dataset.table.names and name not in dataset.tasks
+                                          for name in source.features.names):
+            dataset.feature_names = list(source.features.names)  # the CSV's other columns: unused
         _check_feature_names(dataset, source.features, args.source)
         kept = list(source.tasks) if args.keep_heads else []
         model = _with_new_tasks(source, dataset, kept, rng=rng)
