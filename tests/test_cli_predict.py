@@ -324,3 +324,13 @@ def test_json_of_no_rows_is_an_empty_array(iris_model, capsys):
     stream = io.StringIO()
     predict.write(iter([]), model, "json", stream)
     assert stream.getvalue() == "[]\n"
+
+
+def test_a_file_error_not_caught_where_the_file_was_opened_is_one_line(capsys, monkeypatch):
+    def unreadable(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", "/some/model.npz")
+
+    monkeypatch.setattr(predict.Model, "load", unreadable)
+    assert predict.main(["--model", "/some/model.npz", "5.1,3.5,1.4"]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["python -m tinymtl.predict: error: /some/model.npz: Permission denied"]

@@ -72,9 +72,10 @@ def run(parser, argv, command):
         print(f"{parser.prog}: error: not enough memory (a smaller network, --hidden, or less data "
               f"would fit)", file=sys.stderr)
         return 1
-    except OSError as err:  # writing the output failed: a full disk, a closed terminal
-        if err.filename is not None:
-            raise  # a file of ours: every such error is caught where the file is named
+    except OSError as err:  # the output (a full disk, a closed terminal), or a file not named
+        if err.filename is not None:  # where it was opened
+            print(f"{parser.prog}: error: {err.filename}: {err.strerror or err}", file=sys.stderr)
+            return 1
         print(f"{parser.prog}: error: cannot write the output: {err.strerror or err}",
               file=sys.stderr)
         _discard_stdout()
