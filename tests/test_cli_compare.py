@@ -74,7 +74,8 @@ def test_user_csv_with_missing_labels_early_stopping_and_weighting(tmp_path, cap
 
 
 @pytest.mark.parametrize("argv, code, words", [
-    (["--folds", "1"], 2, ["--folds 1", "at least 2"]),
+    (["--folds", "1"], 2, ["argument --folds: expected an integer >= 2, got '1'"]),
+    (["--folds", "0"], 2, ["argument --folds: expected an integer >= 2, got '0'"]),
     (["--folds", "500"], 1, ["500 folds of 150 rows"]),
     (["--seeds", "0"], 2, ["--seeds"]),
     (["--loss-weight", "nope=1"], 2, ["--loss-weight nope"]),

@@ -112,6 +112,10 @@ def positive_int(text):
     return _int_at_least(text, 1)
 
 
+def at_least_two(text):
+    return _int_at_least(text, 2)
+
+
 def non_negative_int(text):
     return _int_at_least(text, 0)
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from . import cli, train
 from .data import fold_rows, split_rows, take_targets
-from .errors import DataError, OptionError, TrainingDiverged
+from .errors import DataError, TrainingDiverged
 from .heads import has_label
 from .model import Model
 
@@ -44,7 +44,7 @@ def build_parser():
     cli.add_data_options(parser)
     train.add_training_options(parser)
     group = parser.add_argument_group("comparison")
-    group.add_argument("--folds", type=cli.positive_int, default=5,
+    group.add_argument("--folds", type=cli.at_least_two, default=5,
                        help="k of k-fold cross-validation (at least 2): every row is scored once per seed")
     group.add_argument("--seeds", type=cli.positive_int, default=1,
                        help="repeat the folds with this many seeds (--seed, --seed + 1, ...): "
@@ -59,8 +59,6 @@ def build_parser():
 def compare(args, *, stdout=None, stderr=None):
     """Run the comparison as ``args`` say; print the report; return it as a dict."""
     stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
-    if args.folds < 2:
-        raise OptionError(f"--folds {args.folds}: cross-validation needs at least 2 folds")
 
     def say(text):
         if not args.quiet:
