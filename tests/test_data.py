@@ -86,9 +86,20 @@ def test_plain_numbers_with_some_thousands_separators_name_the_first_separated_c
         feature_kind(t, "x")
 
 
+@pytest.mark.parametrize("cells, line", [
+    (["1,5", "2,25", "3,5"], 2),
+    (["7", "12,5", "1,500", "3"], 3),    # "1,500" could be either; "12,5" is a decimal comma
+])
+def test_a_column_of_numbers_with_decimal_commas_names_the_first(cells, line):
+    t = table("x\n" + "\n".join(f'"{c}"' for c in cells) + "\n")
+    with pytest.raises(DataError, match=rf"line {line}, column \"x\": '[\d,]+' looks like a number "
+                                        r"with a decimal comma .*write decimals with a point"):
+        feature_kind(t, "x")
+    assert feature_kind(t, "x", categorical=True) == ("categorical", None)
+
+
 @pytest.mark.parametrize("cells", [
-    ["1,5", "2,25", "3,5"],              # decimal commas: not three digits after the comma
-    ["12,34", "1,2345", "1,234,5"],      # not groups of three
+    ["12,34", "1,2345", "1,234,5"],      # not all numbers: one has two commas
     ["1,000 kg", "$1,000", "1,000%"],    # units, currencies, percent: left as text
     ["red, green", "blue", "a,b"],
     ["1 000", "2 500", "1'000"],         # other separators

@@ -33,6 +33,7 @@ MISSING = ("", "na", "n/a", "nan", "-nan", "+nan")  # a cell that holds one of t
 # has no value; float() reads the signed NaNs too, so they must not pass as numbers
 GROUPED_NUMBER = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")  # "170,423", "-1,000.5": a
 # number written with thousands separators, which float() cannot read
+DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+")  # "1,5": a decimal comma ("1,500" could be either)
 OTHER_DELIMITERS = {"\t": "tab", ";": "semicolon"}
 
 
@@ -329,11 +330,15 @@ def _numeric_mask(cells):
     return np.fromiter((reads(c) for c in cells), dtype=bool, count=len(cells))
 
 
-def _grouped_mask(cells):
-    """Boolean mask (n,) of the cells that are numbers written with thousands separators."""
+def _comma_masks(cells):
+    """Boolean masks (n,) of the cells that are numbers written with thousands separators, and
+    of those written with a decimal comma instead (a cell that could be either is grouped)."""
     grouped = np.strings.find(cells, ",") >= 0  # few text cells hold a comma: test only those
-    grouped[grouped] = [GROUPED_NUMBER.fullmatch(c) is not None for c in cells[grouped].tolist()]
-    return grouped
+    decimal = grouped.copy()
+    with_comma = cells[grouped].tolist()
+    grouped[grouped] = [GROUPED_NUMBER.fullmatch(c) is not None for c in with_comma]
+    decimal[decimal] = [DECIMAL_COMMA.fullmatch(c) is not None for c in with_comma]
+    return grouped, decimal & ~grouped
 
 
 def to_numbers(cells):
@@ -393,8 +398,8 @@ def feature_kind(table, name, categorical=False):
     DataError naming the first cell of the minority kind, unless ``categorical`` is set. A number
     written with thousands separators ("170,423") counts as a number here, but cannot be read as
     one: a column of such numbers (and plain ones) is a DataError naming the first, since one-hot
-    encoding it would silently turn amounts into categories. Missing and infinite values are
-    DataErrors naming their place.
+    encoding it would silently turn amounts into categories; so is a column of numbers written
+    with a decimal comma ("1,5"). Missing and infinite values are DataErrors naming their place.
     """
     _check_no_missing(table, name)
     if categorical:
@@ -408,7 +413,13 @@ def feature_kind(table, name, categorical=False):
     if ok.all():
         _check_finite(table, name, values, "feature")
         return "numeric", values
-    grouped = _grouped_mask(cells)
+    grouped, decimal = _comma_masks(cells)
+    if (ok | grouped | decimal).all() and decimal.any():  # numbers, in a decimal-comma locale
+        row = int(np.argmax(decimal))
+        raise DataError(f"{table.where(row, name)}: {str(cells[row])!r} looks like a number with a "
+                        f"decimal comma ({int(decimal.sum())} of {len(cells)} values); write "
+                        f"decimals with a point, or pass --categorical {name} if the values are "
+                        f"categories")
     numberlike = ok | grouped
     n_numbers = int(numberlike.sum())
     if n_numbers == len(cells):  # numbers, some or all with thousands separators
