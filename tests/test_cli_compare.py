@@ -80,6 +80,7 @@ def test_user_csv_with_missing_labels_early_stopping_and_weighting(tmp_path, cap
     (["--seeds", "0"], 2, ["--seeds"]),
     (["--loss-weight", "nope=1"], 2, ["--loss-weight nope"]),
     (["--format", "xml"], 2, ["--format"]),
+    (["--val-fraction", "0.2"], 2, ["--val-fraction applies only with --patience"]),
 ])
 def test_bad_options_are_one_line(capsys, argv, code, words):
     assert compare.main([*TINY, *argv]) == code

@@ -26,9 +26,11 @@ import numpy as np
 
 from . import cli, train
 from .data import fold_rows, split_rows, take_targets
-from .errors import DataError, TrainingDiverged
+from .errors import DataError, OptionError, TrainingDiverged
 from .heads import has_label
 from .model import Model
+
+DEFAULT_VAL_FRACTION = 0.1  # of each fold's training rows, for --patience
 
 # metric -> (label, higher is better); the first of each kind decides the verdict line's order
 METRICS = {"classify": [("accuracy", "accuracy", True), ("macro_f1", "macro F1", True)],
@@ -49,6 +51,11 @@ def build_parser():
     group.add_argument("--seeds", type=cli.positive_int, default=1,
                        help="repeat the folds with this many seeds (--seed, --seed + 1, ...): "
                             "new folds, initial weights and batch order each time")
+    for action in parser._actions:  # here it sizes the early-stopping split, not a held-out set
+        if action.dest == "val_fraction":
+            action.default = None
+            action.help = ("with --patience: the fraction of each fold's training rows held out "
+                           "for early stopping (default: 0.1)")
     output = parser.add_argument_group("output")
     output.add_argument("--format", choices=("table", "json"), default="table",
                         help="a readable table per task, or one JSON object")
@@ -59,6 +66,11 @@ def build_parser():
 def compare(args, *, stdout=None, stderr=None):
     """Run the comparison as ``args`` say; print the report; return it as a dict."""
     stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
+    if args.val_fraction is not None and args.patience is None:
+        raise OptionError("--val-fraction applies only with --patience: compare scores every "
+                          "model on its fold's held-out rows")
+    if args.val_fraction is None:
+        args.val_fraction = DEFAULT_VAL_FRACTION
 
     def say(text):
         if not args.quiet:
