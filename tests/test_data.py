@@ -35,10 +35,17 @@ def test_cells_are_stripped_and_lines_are_physical_lines():
     assert t.lines.tolist() == [3, 4]  # the blank line 2 is skipped but still counted
 
 
+def test_a_row_with_a_quoted_field_over_several_lines_is_named_by_its_first_line():
+    t = table('a,b\n1,"two\nlines"\n3,x\n')
+    assert t.cells.tolist() == [["1", "two\nlines"], ["3", "x"]]
+    assert t.lines.tolist() == [2, 4]
+
+
 @pytest.mark.parametrize("text, message", [
     ("", "the file is empty"),
     ("a,b\n", "no data rows"),
     ("a,b\n1,2\n3\n", "line 3: 1 fields, expected 2"),
+    ('a,b\n1,2\n"3\n4,5\n6,7\n', "line 3: 1 fields, expected 2 .*runs on to line 5 \\(a quote left open"),
     ("a,a\n1,2\n", 'column name "a" appears twice'),
     ("a,\n1,2\n", "column 2 of the header has no name"),
 ])

@@ -173,16 +173,20 @@ def parse_csv(lines, source):
             if name in names[:i]:
                 raise DataError(f'{source}: line {reader.line_num}: column name "{name}" appears twice')
         rows, lines_of_rows, header_line = [], [], reader.line_num
+        first_line = header_line + 1  # of the next record: a quoted field may span lines
         for row in reader:
+            start, first_line = first_line, reader.line_num + 1
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue  # blank line
             if not rows:
                 _check_delimiter(names, row, f"{source}: line {header_line}")
             if len(row) != len(names):
-                raise DataError(f"{source}: line {reader.line_num}: {len(row)} fields, expected "
-                                f"{len(names)} as in the header ({','.join(names)})")
+                runs_on = (f"; its quoted field runs on to line {reader.line_num} (a quote left "
+                           f"open?)" if reader.line_num > start else "")
+                raise DataError(f"{source}: line {start}: {len(row)} fields, expected "
+                                f"{len(names)} as in the header ({','.join(names)}){runs_on}")
             rows.append(row)
-            lines_of_rows.append(reader.line_num)
+            lines_of_rows.append(start)
     except csv.Error as err:
         raise DataError(f"{source}: line {reader.line_num}: malformed CSV ({err})") from None
     if not rows:
