@@ -45,7 +45,10 @@ def test_a_row_with_a_quoted_field_over_several_lines_is_named_by_its_first_line
     ("", "the file is empty"),
     ("a,b\n", "no data rows"),
     ("a,b\n1,2\n3\n", "line 3: 1 fields, expected 2"),
-    ('a,b\n1,2\n"3\n4,5\n6,7\n', "line 3: 1 fields, expected 2 .*runs on to line 5 \\(a quote left open"),
+    ('a,b\n1,2\n"3\n4,5"\n6,7\n', "line 3: 1 fields, expected 2 .*runs on to line 4 \\(a quote left open"),
+    ('a,b\n1,2\n3,"x\n4,5\n6,7\n', "line 3: malformed CSV \\(unexpected end of data\\) in a quoted field that "
+                                  "runs on to line 5; is a quote left open"),
+    ('a,b\n1,"x"y\n', "line 2: malformed CSV"),
     ("a,a\n1,2\n", 'column name "a" appears twice'),
     ("a,\n1,2\n", "column 2 of the header has no name"),
 ])

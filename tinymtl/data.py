@@ -159,7 +159,8 @@ def parse_csv(lines, source):
 
     Blank lines are skipped; every other row must have as many fields as the header.
     """
-    reader = csv.reader(lines)
+    reader = csv.reader(lines, strict=True)  # strict: a quote left open is an error, not a field
+    first_line = 1  # of the record being read: a quoted field may span lines
     try:
         header = next(reader, None)
         while header is not None and not any(cell.strip() for cell in header):
@@ -188,6 +189,9 @@ def parse_csv(lines, source):
             rows.append(row)
             lines_of_rows.append(start)
     except csv.Error as err:
+        if reader.line_num > first_line:  # the record ran on over lines: a quote left open?
+            raise DataError(f"{source}: line {first_line}: malformed CSV ({err}) in a quoted field "
+                            f"that runs on to line {reader.line_num}; is a quote left open?") from None
         raise DataError(f"{source}: line {reader.line_num}: malformed CSV ({err})") from None
     if not rows:
         raise DataError(f"{source}: the header has no data rows below it")
