@@ -145,6 +145,17 @@ def _fully_labelled(head, target):
     return not math.isnan(np.add.reduce(target, axis=None))
 
 
+def _names(names, label):
+    """A tuple of names from a list of them, or from one name given alone (freeze="trunk")."""
+    if isinstance(names, str):
+        return (names,)
+    if hasattr(names, "__iter__"):
+        names = tuple(names)
+        if all(isinstance(name, str) for name in names):
+            return names
+    raise ValueError(f"{label} must be a list of names, got {names!r}")
+
+
 def _check_dtype(dtype):
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
@@ -183,6 +194,9 @@ class MultiTaskNet:
         self.dtype = _check_dtype(dtype)
         if isinstance(n_inputs, bool) or not isinstance(n_inputs, numbers.Integral) or n_inputs < 1:
             raise ValueError(f"n_inputs must be an integer >= 1, got {n_inputs!r}")
+        if isinstance(hidden, (str, bytes, numbers.Number)) or not hasattr(hidden, "__iter__"):
+            raise ValueError(f"hidden must be a sequence of layer widths such as (16, 16), or () "
+                             f"for no hidden layer, got {hidden!r}")
         hidden = tuple(hidden)
         for width in hidden:
             if isinstance(width, bool) or not isinstance(width, numbers.Integral) or width < 1:
@@ -210,6 +224,7 @@ class MultiTaskNet:
         init_rng, self.shuffle_rng, surgery_rng = rng.spawn(3)
         self.weighting = make_weighting(weighting, self.heads, self.loss_weights,
                                         weighting_options, rng=surgery_rng)
+        self.weighting_options = dict(weighting_options or {})
 
         widths = (self.n_inputs, *self.hidden)
         self.trunk = [Dense(n_in, n_out, rng=init_rng, dtype=self.dtype)
@@ -293,7 +308,7 @@ class MultiTaskNet:
         ``trunk_lr`` gives the trunk its own learning rate (for fine-tuning). The weighting's
         own parameters (uncertainty log-variances) are a group exempt from weight decay.
         """
-        freeze = set(freeze)
+        freeze = set(_names(freeze, "freeze"))
         unknown = freeze - {"trunk", *self.heads}
         if unknown:
             raise ValueError(f"freeze names unknown groups {sorted(unknown)}: expected 'trunk' "
@@ -542,7 +557,8 @@ class MultiTaskNet:
 
         Rows are reshuffled every epoch from ``rng`` (by default the network's own shuffle stream,
         so the same seed gives the same training). ``freeze`` and ``trunk_lr``: see
-        ``param_groups``. With ``validation=(X_val, targets_val)`` the history also holds
+        ``param_groups``; a task without any label in ``targets`` (all -1 or NaN: a head kept
+        by ``with_heads``, say) is frozen too. With ``validation=(X_val, targets_val)`` the history also holds
         ``"val_<task>"`` lists; with ``patience`` as well, training stops when the validation loss
         (the sum of the tasks' unweighted mean losses) has not improved for ``patience`` epochs,
         and the best epoch's parameters are restored. ``callback(epoch, history)`` is called
@@ -581,7 +597,13 @@ class MultiTaskNet:
             if patience is not None and not any(map(has_label, targets_val.values())):
                 raise ValueError("patience needs a validation loss to watch, but the validation "
                                  "targets hold no label of any task")
-        optimizer = SGD(self.param_groups(lr, trunk_lr=trunk_lr, freeze=freeze),
+        labelled = [name for name, t in targets.items() if has_label(t)]
+        if not labelled:
+            raise ValueError("targets hold no label of any task: there is nothing to train on")
+        # A head without a label here gets no gradient; frozen, weight decay leaves it as it was.
+        unlabelled = [name for name in self.heads if name not in labelled]
+        optimizer = SGD(self.param_groups(lr, trunk_lr=trunk_lr,
+                                          freeze={*_names(freeze, "freeze"), *unlabelled}),
                         momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
         lr_factor(lr_schedule, 1, epochs)  # a ValueError for an unknown schedule, before training
         base_lrs = [group.lr for group in optimizer.groups]
@@ -591,7 +613,7 @@ class MultiTaskNet:
         if validation is not None:
             history.update({f"val_{name}": [] for name in self.heads})
         start_params = self.flat_params.copy()
-        self.weighting.set_active([name for name, t in targets.items() if has_label(t)])
+        self.weighting.set_active(labelled)
         best_params, best_loss, self.best_epoch = None, math.inf, None
         # Overflow while diverging is expected: the finite-loss check reports it, in one line.
         try:
@@ -683,8 +705,11 @@ class MultiTaskNet:
 
     def with_heads(self, heads=None, *, keep=(), seed=0, rng=None):
         """A new network with a copy of this trunk, the heads named in ``keep`` (weights copied)
-        and fresh ``heads`` ({name: Classify | Regress}); dropped heads are those not kept."""
+        and fresh ``heads`` ({name: Classify | Regress}); dropped heads are those not kept.
+        The new network combines its tasks' losses by this one's weighting method and options
+        (the uncertainty method's learned weights start afresh)."""
         heads = dict(heads or {})
+        keep = _names(keep, "keep")
         unknown = [name for name in keep if name not in self.heads]
         clash = [name for name in heads if name in keep]
         if unknown or clash:
@@ -692,7 +717,8 @@ class MultiTaskNet:
                              f"this network's heads are {list(self.heads)}")
         all_heads = {**{name: self.heads[name] for name in keep}, **heads}
         net = MultiTaskNet(self.n_inputs, self.hidden, all_heads, seed=seed, rng=rng, dtype=self.dtype,
-                           loss_weights={n: w for n, w in self.loss_weights.items() if n in keep})
+                           loss_weights={n: w for n, w in self.loss_weights.items() if n in keep},
+                           weighting=self.weighting.method, weighting_options=self.weighting_options)
         source, target = self.parameters(), net.parameters()
         for name in target:
             if name.startswith("trunk.") or name.split(".")[1] in keep:

@@ -6,6 +6,7 @@ no update, no momentum and no weight decay.
 """
 
 import math
+import numbers
 
 import numpy as np
 
@@ -28,6 +29,12 @@ def lr_factor(schedule, epoch, epochs):
     raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {schedule!r}")
 
 
+def _check_real(value, name):
+    """ValueError unless ``value`` is a real number (not a string such as "0.1", nor a bool)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+
+
 class ParamGroup:
     """Parameters that share a learning rate: ``params`` and ``grads`` are lists of live arrays.
 
@@ -36,6 +43,7 @@ class ParamGroup:
     """
 
     def __init__(self, params, grads, lr, *, decay=True, lr_name="lr"):
+        _check_real(lr, lr_name)
         if len(params) != len(grads) or any(p.shape != g.shape for p, g in zip(params, grads)):
             raise ValueError("each parameter needs a gradient array of its own shape")
         self.params, self.grads, self.lr = list(params), list(grads), float(lr)
@@ -55,6 +63,8 @@ class SGD:
     """
 
     def __init__(self, groups, *, momentum=0.0, nesterov=False, weight_decay=0.0):
+        _check_real(momentum, "momentum")
+        _check_real(weight_decay, "weight_decay")
         for group in groups:
             if not (group.lr > 0 and np.isfinite(group.lr)):
                 raise ValueError(f"{group.lr_name} must be a finite number > 0, got {group.lr!r}")

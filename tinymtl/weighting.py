@@ -42,6 +42,7 @@ its own. ``loss_and_gradients`` always returns the exact gradient of the current
 surgery applies in training steps only, since a projected gradient is no loss's gradient).
 """
 
+import inspect
 import math
 import sys
 
@@ -326,6 +327,15 @@ def project_conflicts(task_grads, rng):
 
 def make_weighting(method, heads, loss_weights, options=None, rng=None):
     options = dict(options or {})
+    method_class = {"fixed": Weighting, "uncertainty": Uncertainty, "gradnorm": GradNorm,
+                    "dwa": DWA, "pcgrad": PCGrad}.get(method)
+    if method_class is not None and method_class is not Weighting:
+        allowed = [name for name in inspect.signature(method_class.__init__).parameters
+                   if name not in ("self", "heads", "loss_weights", "rng")]
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            raise ValueError(f"weighting {method!r} takes the options {allowed}, got unknown "
+                             f"{unknown}")
     if method == "fixed":
         return Weighting(heads, loss_weights, **options)
     if method == "uncertainty":

@@ -1,0 +1,87 @@
+"""The Python API's arguments: a bad one is a ValueError naming it, never a TypeError from deep
+inside, and never silently read as something else ("16,16" as five layers, "trunk" as letters)."""
+
+import numpy as np
+import pytest
+
+from tinymtl import Classify, MultiTaskNet, Regress
+
+HEADS = {"kind": Classify(3), "size": Regress(1)}
+
+
+def data(n=24, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 3)).astype(np.float32)
+    return X, {"kind": rng.integers(0, 3, n), "size": rng.standard_normal(n).astype(np.float32)}
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"hidden": 8}, "hidden must be a sequence of layer widths"),
+    ({"hidden": "16,16"}, "hidden must be a sequence of layer widths"),
+    ({"hidden": (16, 0)}, "hidden sizes must be integers >= 1"),
+    ({"weighting": "gradnorm", "weighting_options": {"alfa": 1.0}},
+     r"weighting 'gradnorm' takes the options \['alpha', 'weight_lr'\], got unknown \['alfa'\]"),
+    ({"weighting": "dwa", "weighting_options": {"temp": 2.0}}, "unknown"),
+    ({"weighting": "fixed", "weighting_options": {"alpha": 1.0}}, "takes no options"),
+])
+def test_bad_constructor_arguments_are_value_errors_naming_them(kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        MultiTaskNet(3, heads=HEADS, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"lr": "0.1"}, "lr must be a number, got '0.1'"),
+    ({"trunk_lr": "0.1"}, "trunk_lr must be a number"),
+    ({"momentum": "0.9"}, "momentum must be a number"),
+    ({"weight_decay": None}, "weight_decay must be a number"),
+    ({"lr": True}, "lr must be a number"),
+    ({"freeze": 3}, "freeze must be a list of names"),
+    ({"freeze": ["trunk", "nope"]}, r"freeze names unknown groups \['nope'\]"),
+])
+def test_bad_fit_arguments_are_value_errors_before_training(kwargs, words):
+    net = MultiTaskNet(3, heads=HEADS)
+    before = net.flat_params.copy()
+    X, targets = data()
+    with pytest.raises(ValueError, match=words):
+        net.fit(X, targets, epochs=1, **kwargs)
+    np.testing.assert_array_equal(net.flat_params, before)
+
+
+def test_one_name_alone_is_a_list_of_one_for_freeze_and_keep():
+    X, targets = data()
+    net = MultiTaskNet(3, heads=HEADS)
+    trunk = {k: v.copy() for k, v in net.parameters().items() if k.startswith("trunk.")}
+    net.fit(X, targets, epochs=2, freeze="trunk")
+    for name, value in trunk.items():
+        np.testing.assert_array_equal(net.parameters()[name], value, err_msg=name)
+    assert list(net.with_heads({"new": Regress(1)}, keep="kind").heads) == ["kind", "new"]
+
+
+def test_fit_refuses_targets_without_any_label():
+    X, targets = data()
+    net = MultiTaskNet(3, heads=HEADS)
+    nothing = {"kind": np.full(len(X), -1), "size": np.full(len(X), np.nan, np.float32)}
+    with pytest.raises(ValueError, match="no label of any task"):
+        net.fit(X, nothing, epochs=1)
+
+
+def test_a_kept_head_without_labels_is_left_as_it_was_despite_weight_decay():
+    """A head with no label in fit's targets gets no gradient; fit freezes it, so weight decay
+    and momentum do not shrink it (as `train --from ... --keep-heads` does)."""
+    X, targets = data()
+    source = MultiTaskNet(3, heads=HEADS)
+    source.fit(X, targets, epochs=5)
+    net = source.with_heads({"new": Regress(1)}, keep=["kind"])
+    kept = {k: v.copy() for k, v in net.parameters().items() if k.startswith("heads.kind.")}
+    net.fit(X, {"new": targets["size"], "kind": np.full(len(X), -1)}, epochs=5, weight_decay=0.1,
+            freeze=["trunk"])
+    for name, value in kept.items():
+        np.testing.assert_array_equal(net.parameters()[name], value, err_msg=name)
+    new = [v for k, v in net.parameters().items() if k.startswith("heads.new.")]
+    assert any(np.any(v != 0) for v in new)
+
+
+def test_with_heads_keeps_the_weighting_method_and_its_options():
+    net = MultiTaskNet(3, heads=HEADS, weighting="gradnorm", weighting_options={"alpha": 0.5})
+    new = net.with_heads({"other": Regress(1)}, keep=["kind"])
+    assert new.weighting.method == "gradnorm" and new.weighting.alpha == 0.5
