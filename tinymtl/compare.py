@@ -51,11 +51,13 @@ def build_parser():
     group.add_argument("--seeds", type=cli.positive_int, default=1,
                        help="repeat the folds with this many seeds (--seed, --seed + 1, ...): "
                             "new folds, initial weights and batch order each time")
-    for action in parser._actions:  # here it sizes the early-stopping split, not a held-out set
-        if action.dest == "val_fraction":
+    for action in parser._actions:  # train's options, as compare reads them
+        if action.dest == "val_fraction":  # it sizes the early-stopping split, not a held-out set
             action.default = None
             action.help = ("with --patience: the fraction of each fold's training rows held out "
                            "for early stopping (default: 0.1)")
+        elif action.dest == "hidden":  # compare has no --from
+            action.help = action.help.replace("; with --from, the source trunk's", "")
     output = parser.add_argument_group("output")
     output.add_argument("--format", choices=("table", "json"), default="table",
                         help="a readable table per task, or one JSON object")
