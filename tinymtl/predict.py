@@ -59,9 +59,9 @@ def predict_blocks(model, table):
     overflows the network is reported before anything is written. Only then are the rows
     turned into Python objects, a block at a time: the output never holds them all.
     """
-    outputs = model.predict(model.inputs(table), where=table.where)
-    for start in range(0, table.n_rows, BLOCK_ROWS):
-        yield _rows(model, {name: y[start:start + BLOCK_ROWS] for name, y in outputs.items()})
+    outputs = model.predict(model.inputs(table), where=table.where)  # now, not on first use
+    return (_rows(model, {name: y[start:start + BLOCK_ROWS] for name, y in outputs.items()})
+            for start in range(0, table.n_rows, BLOCK_ROWS))
 
 
 def predict_rows(model, table):
