@@ -377,8 +377,8 @@ def format_metrics(metrics, tasks):
         else:
             r2 = ("undefined (constant values)" if m["r2"] is None
                   else f"{m['r2']:.4f}" if abs(m["r2"]) < 1e6 else f"{m['r2']:.4g}")  # -5e58: short
-            lines.append(f"  {name} (regress, {m['n_labelled']} rows): RMSE {m['rmse']:.4g}"
-                         f"  MAE {m['mae']:.4g}  R^2 {r2}")
+            lines.append(f"  {name} (regress, {m['n_labelled']} rows): RMSE {m['rmse']:#.4g}"
+                         f"  MAE {m['mae']:#.4g}  R^2 {r2}")
     return lines
 
 

@@ -306,7 +306,7 @@ def table_from_values(values, names, source="command line"):
     for i, text in enumerate(values, start=1):
         row = next(csv.reader([text]), [])
         if len(row) != len(names):
-            raise DataError(f"{source}: value row {i} ({text!r}) has {len(row)} values, expected "
+            raise DataError(f"{source}: value row {i} ({text!r}) has {len(row)} value{'s' * (len(row) != 1)}, expected "
                             f"{len(names)}: {','.join(names)}")
         rows.append(row)
     if not rows:

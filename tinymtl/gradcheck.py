@@ -89,7 +89,7 @@ def build_parser():
     parser = Parser(  # one-line usage errors and the option types every command uses
         prog="python -m tinymtl.gradcheck",
         description="Check backprop against central differences on a small random float64 network.")
-    parser.add_argument("--hidden", type=hidden_sizes, default=(5, 4),
+    parser.add_argument("--hidden", type=hidden_sizes, default="5,4",
                         help="trunk hidden sizes, comma-separated; empty or none for no hidden layer")
     parser.add_argument("--head", type=_parse_head, action="append", dest="heads",
                         help="a task head NAME=classify:K or NAME=regress:K (repeatable; "

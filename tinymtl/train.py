@@ -360,7 +360,7 @@ def train(args, *, stdout=None):
                                f"size 1 need a far smaller rate unless standardised") from None
     epochs_run = len(history[next(iter(model.tasks))])
     if args.patience is not None:
-        stopped = f"stopped early after epoch {epochs_run}" if epochs_run < args.epochs else \
+        stopped = f"stopped after epoch {epochs_run}" if epochs_run < args.epochs else \
             f"ran all {epochs_run} epochs"
         progress.say(f"early stopping: {stopped}; best validation loss "
                      f"{sum(history['val_' + n][network.best_epoch - 1] for n in model.tasks):.6g} "
