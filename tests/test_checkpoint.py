@@ -171,6 +171,19 @@ def test_with_heads_keeps_the_trunk_and_chosen_heads_and_adds_new_ones():
         net.with_heads(keep=["nope"])
 
 
+def test_with_heads_keeps_the_loss_weights_of_the_kept_heads():
+    net = MultiTaskNet(3, (4,), {"y": Classify(3), "t": Regress(2), "u": Regress(1)}, seed=0,
+                       dtype=np.float64, loss_weights={"y": 0.25, "t": 3.0, "u": 0.5})
+    new = net.with_heads({"z": Regress(1)}, keep=["y", "u"], seed=1)
+    assert new.loss_weights == {"y": 0.25, "u": 0.5, "z": 1.0}  # a new head weighs 1
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((6, 3))
+    targets = {"y": rng.integers(0, 3, 6), "u": rng.standard_normal(6), "z": rng.standard_normal(6)}
+    task = new.task_losses(X, targets)
+    assert new.loss_and_gradients(X, targets)[0] == pytest.approx(
+        0.25 * task["y"] + 0.5 * task["u"] + task["z"], rel=1e-12)
+
+
 def test_frozen_trunk_is_bit_identical_after_fine_tuning_new_heads():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((60, 3)).astype(np.float32)
@@ -240,6 +253,39 @@ def test_a_parameter_of_another_dtype_is_refused(tmp_path):
     save_npz(tmp_path / "f16.npz", arrays, {"network": network_meta(net)})
     with pytest.raises(CheckpointError, match="heads.y.b has dtype float16, the network's is float32"):
         MultiTaskNet.load(tmp_path / "f16.npz")
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+@pytest.mark.parametrize("name, value", [("trunk.0.W", np.nan), ("heads.t.b", np.inf),
+                                         ("heads.y.W", -np.inf)])
+def test_a_model_file_with_a_non_finite_parameter_is_refused(tmp_path, suffix, name, value):
+    """A network that diverged, saved anyway (save does not check), or a corrupt file: loading
+    it names the parameter, rather than handing out a network that predicts NaN."""
+    net = small_net()
+    net.parameters()[name][(0,) * net.parameters()[name].ndim] = value
+    path = tmp_path / f"net{suffix}"
+    net.save(path)
+    with pytest.raises(CheckpointError) as err:
+        MultiTaskNet.load(path)
+    assert str(path) in str(err.value) and f"parameter {name} holds non-finite values" in str(err.value)
+
+
+@pytest.mark.parametrize("heads", [{"y": Classify(3)}, {"y": Classify(3), "t": Regress(2)},
+                                   {"a_longer_name": Regress(1)}, {"ab": Regress(1), "c": Classify(2)},
+                                   {"t": Regress(1), "u": Regress(1), "v": Regress(1)}])
+@pytest.mark.parametrize("hidden", [(), (4,), (4, 5)])
+def test_safetensors_data_starts_8_byte_aligned(tmp_path, heads, hidden):
+    """The safetensors layout pads the JSON header with spaces so that the tensor data (after
+    the 8-byte length and the header) starts at a multiple of 8 bytes."""
+    path = tmp_path / "net.safetensors"
+    MultiTaskNet(3, hidden, heads, seed=0).save(path)
+    raw = path.read_bytes()
+    (n_header,) = struct.unpack("<Q", raw[:8])
+    assert (8 + n_header) % 8 == 0, n_header
+    assert raw[8:8 + n_header].decode().rstrip(" ").endswith("}")  # spaces are the padding
+    write_safetensors(path, {"w": np.zeros(3, np.float32)}, {"k": "v" * len(heads)})
+    (n_header,) = struct.unpack("<Q", path.read_bytes()[:8])
+    assert (8 + n_header) % 8 == 0, n_header
 
 
 # Malformed metadata: every field a loader reads is checked before it is used, so a hand-edited

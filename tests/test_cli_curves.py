@@ -139,5 +139,19 @@ def test_history_of_a_transfer_with_a_kept_head_that_has_no_labels(tmp_path, cap
                        "--features", "sepal_length,sepal_width,petal_length", "--from", str(source),
                        "--keep-heads", "--history", str(history), "--out", str(tmp_path / "m.npz")]) == 0
     rows = read_rows(history)
-    assert len(rows) == 3 and rows[0]["petal_width.val_r2"] == ""  # kept, frozen, unlabelled here
-    assert float(rows[0]["species.val_accuracy"]) >= 0
+    assert len(rows) == 3
+    model = Model.load(tmp_path / "m.npz")
+    assert list(model.tasks) == ["species", "petal_width"]
+    for row in rows:
+        for column in ("train_loss", "val_loss", "train_r2", "val_r2", "train_rmse", "val_rmse"):
+            assert row[f"petal_width.{column}"] == "", column  # kept, frozen, unlabelled here
+        assert float(row["petal_width.weight"]) == 1.0
+        # the totals are species' alone: an unlabelled task adds nothing
+        assert float(row["train_loss"]) == float(row["species.train_loss"]) > 0
+        assert float(row["val_loss"]) == float(row["species.val_loss"]) > 0
+        # an accuracy on the 15 validation rows
+        assert float(row["species.val_accuracy"]) * 15 == pytest.approx(
+            round(float(row["species.val_accuracy"]) * 15), abs=1e-9)
+    # the last row's accuracy is the saved model's, as train printed it
+    assert float(rows[-1]["species.val_accuracy"]) == pytest.approx(model.metrics["species"]["accuracy"])
+    assert "petal_width" not in model.metrics or model.metrics["petal_width"].get("n_labelled", 0) == 0

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tinymtl import checkpoint, evaluate, predict, train
-from tinymtl.data import read_bundled, read_csv
+from tinymtl.data import read_bundled, read_csv, table_from_values
 from tinymtl.model import Model
 
 IRIS = "sepal_length,sepal_width,petal_length,petal_width,species\n"
@@ -121,6 +121,21 @@ def test_evaluate_skips_missing_targets_and_absent_columns(iris_model, tmp_path,
 
 # ------------------------------------------------------------------------------------------------
 # Bad input
+
+
+def test_evaluate_scores_the_labelled_task_when_another_target_column_is_all_empty(iris_model, tmp_path,
+                                                                                   capsys):
+    """One labelled target is enough to score: a target column with no label on any row is
+    reported as such, not a reason to refuse the file."""
+    csv = tmp_path / "species_only.csv"
+    csv.write_text(IRIS + "5.1,3.5,1.4,,setosa\n6.7,3.0,5.2,,virginica\n5.9,3.0,4.2,NA,versicolor\n")
+    assert evaluate.main(["--model", str(iris_model), "--csv", str(csv), "--format", "json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert results["species"]["n_labelled"] == 3 and np.sum(results["species"]["confusion_matrix"]) == 3
+    assert results["petal_width"] == {"n_labelled": 0, "rmse": None, "mae": None, "r2": None}
+    assert evaluate.main(["--model", str(iris_model), "--csv", str(csv)]) == 0
+    out = capsys.readouterr().out
+    assert "species (classify, 3 rows)" in out and "petal_width: no labelled rows" in out
 
 
 def corrupt_models(folder, good):
@@ -239,6 +254,44 @@ def test_rows_that_start_with_a_negative_value_are_rows(iris_model, capsys):
     assert len(json.loads(capsys.readouterr().out)) == 2
     assert predict.main(["--model", str(iris_model), "--nonsense"]) == 2
     assert "unrecognized arguments: --nonsense" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("row", ["-.5,3.5,1.4", "-0.5,3.5,1.4", "-5,3.5,1.4", "-inf,3.5,1.4",
+                                 "-Infinity,3.5,1.4", "-nan,3.5,1.4", "-NaN,3.5,1.4", "-.5"])
+def test_a_row_starting_with_a_minus_sign_and_a_value_is_a_row_not_an_option(row):
+    args = predict.build_parser().parse_args(["--model", "m.npz", row, "5.1,3.5,1.4"])
+    assert args.rows == [row, "5.1,3.5,1.4"] and args.model == "m.npz"
+
+
+def test_a_row_starting_with_minus_point_is_predicted(iris_model, capsys):
+    assert predict.main(["--model", str(iris_model), "--format", "json", "-.5,3.5,1.4"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    model = Model.load(iris_model)
+    table = table_from_values(["-0.5,3.5,1.4"], model.features.names)
+    assert row == predict.predict_rows(model, table)[0]
+    # -inf and -nan are rows too: refused as values, naming the value row, not as options
+    assert predict.main(["--model", str(iris_model), "-inf,3.5,1.4"]) == 1
+    err = capsys.readouterr().err
+    assert "value row 1" in err and "infinite" in err and "unrecognized" not in err
+    assert predict.main(["--model", str(iris_model), "5.1,3.5,1.4", "-nan,3.5,1.4"]) == 1
+    err = capsys.readouterr().err
+    assert "value row 2" in err and "unrecognized" not in err
+
+
+def test_the_table_prints_probabilities_and_values_with_4_decimals(iris_model, capsys):
+    assert predict.main(["--model", str(iris_model), "5.1,3.5,1.4", "6.7,3.0,5.2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    model = Model.load(iris_model)
+    table = table_from_values(["5.1,3.5,1.4", "6.7,3.0,5.2"], model.features.names)
+    outputs = model.predict(model.inputs(table))
+    assert lines[0].split() == ["row", "species", "P(species=setosa)", "P(species=versicolor)",
+                                "P(species=virginica)", "petal_width"]
+    for i, line in enumerate(lines[1:]):
+        cells = line.split()
+        assert cells[0] == str(i + 1)
+        assert cells[2:5] == [f"{float(str(p)):.4f}" for p in outputs["species"][i]]
+        assert cells[5] == f"{float(str(outputs['petal_width'][i])):.4f}"
+        assert all(len(cell.split(".")[1]) == 4 for cell in cells[2:])
 
 
 def test_an_input_that_overflows_the_network_is_a_one_line_error(iris_model, tmp_path, capsys):

@@ -66,6 +66,24 @@ def test_the_saved_metrics_are_those_of_the_saved_model(tmp_path, capsys):
     assert model.metrics["species"]["n_labelled"] == 15
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_validation_split_is_stratified_on_the_first_classify_column(seed):
+    """Iris by default: 10% of 150 rows, 15, held out; stratified on species, 5 of each."""
+    args = train.build_parser().parse_args(["--seed", str(seed)])
+    dataset = cli.load_dataset(args, rng=train.random_streams(seed)[0])
+    assert len(dataset.val_rows) == 15 and len(dataset.train_rows) == 135
+    species = dataset.labels["species"]
+    assert np.bincount(species[dataset.val_rows], minlength=3).tolist() == [5, 5, 5]
+    assert np.bincount(species[dataset.train_rows], minlength=3).tolist() == [45, 45, 45]
+
+
+def test_the_stored_confusion_matrix_has_five_validation_rows_of_each_iris_species(tmp_path):
+    path = tmp_path / "m.npz"
+    assert train.main(["--epochs", "1", "--hidden", "4", "--quiet", "--out", str(path)]) == 0
+    confusion = np.array(Model.load(path).metrics["species"]["confusion_matrix"])
+    assert confusion.sum(axis=1).tolist() == [5, 5, 5]  # rows: the true classes
+
+
 def test_verbose_prints_every_epoch(tmp_path, capsys):
     assert train.main(["--epochs", "30", "--hidden", "4", "--verbose", "--out", str(tmp_path / "m.npz")]) == 0
     assert sum(line.startswith("epoch") for line in capsys.readouterr().err.splitlines()) == 30
@@ -234,6 +252,23 @@ def test_an_output_reached_through_a_link_is_the_same_file(tmp_path, capsys):
     code = train.main([*FAST, "--quiet", "--csv", data, "--classify", "kind",
                        "--out", str(tmp_path / "link.csv")])
     assert code == 2 and "is the same file as --csv" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", ["--out", "--history"])
+def test_an_output_hard_linked_to_the_input_csv_is_the_same_file(tmp_path, capsys, option):
+    """A hard link has its own path (no symbolic link to follow) but is the same file, found by
+    device and inode: writing it would replace the data."""
+    data = write(tmp_path, small_csv())
+    before = (tmp_path / "data.csv").read_bytes()
+    os.link(data, tmp_path / "hard.csv")
+    argv = [*FAST, "--quiet", "--csv", data, "--classify", "kind", option, str(tmp_path / "hard.csv")]
+    if option != "--out":
+        argv += ["--out", str(tmp_path / "m.npz")]
+    code = train.main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert f"{option} {tmp_path / 'hard.csv'} is the same file as --csv {data}" in err
+    assert (tmp_path / "data.csv").read_bytes() == before and not (tmp_path / "m.npz").exists()
 
 
 def test_out_through_a_symbolic_link_replaces_the_file_it_points_to(tmp_path):

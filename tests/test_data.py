@@ -593,6 +593,22 @@ def test_hard_numbers_read_as_float_reads_them():
     ])
 
 
+@pytest.mark.parametrize("cell", ["1e23", "1E+23", "3e22", "1e22", "9007199254740992e22",
+                                  "9007199254740993", "9007199254740992e-22", "1e-23",
+                                  "123456789012345678e5", "4.2e23", "0.1e24", "10e22"])
+def test_a_cell_at_the_edge_of_clingers_fast_path_reads_as_float_does(cell):
+    """Clinger's fast path holds for w <= 2**53 and |q| <= 22 only (10**22 is the largest exact
+    power of ten): here every other cell of the file is on it, so the whole block would take it.
+    A cell just past it (1e23: 10**23 is no double) must be rounded as strtod rounds it."""
+    from tinymtl.data import parse_numbers
+    text = f"a,b,c\n1.5,{cell},-2\n0.25,7,{cell}\n"
+    table = parse_numbers(text, "edge.csv")
+    assert table is not None
+    expected = np.array([[1.5, float(cell), -2.0], [0.25, 7.0, float(cell)]])
+    values = np.stack([table.numbers(name) for name in table.names], axis=1)
+    assert values.tobytes() == expected.tobytes(), (values.tolist(), expected.tolist())
+
+
 def test_more_than_19_digits_read_as_float_reads_them():
     cells = ["18446744073709551616", "12345678901234567890", "0.1234567890123456789012",
              "1" + "0" * 30, "-0." + "0" * 20 + "1234567890123456789012e50", "0." + "0" * 30,

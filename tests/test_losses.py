@@ -111,6 +111,18 @@ def test_row_max_and_row_sum_match_numpy_on_both_paths(x):
     np.testing.assert_allclose(row_sum(x), x.sum(axis=1, keepdims=True), rtol=1e-9, atol=1e-6)
 
 
+@pytest.mark.parametrize("n_rows, k", [(2000, 3), (2000, 2), (2000, 16), (10, 3), (2000, 17)])
+def test_row_max_finds_a_maximum_in_the_last_column_on_both_paths(n_rows, k):
+    """Tall and narrow (k <= 16, 1024 rows or more) takes the column-by-column path, the rest
+    NumPy's reduction: either way a row whose largest entry is its last one gives that entry."""
+    rng = np.random.default_rng(k)
+    x = rng.uniform(-1.0, 1.0, (n_rows, k))
+    x[:, -1] = 2.0 + np.arange(n_rows)  # every row's maximum in the last column
+    np.testing.assert_array_equal(row_max(x), x[:, -1:])
+    # and so log_softmax, which subtracts it, stays finite for logits far beyond exp's range
+    assert np.isfinite(log_softmax(x * 1e3)).all()
+
+
 def plain_cross_entropy(logits, labels, class_weights=None):
     """The docstring's plain NumPy version of softmax_cross_entropy: the reference."""
     k = logits.shape[1]

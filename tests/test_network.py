@@ -385,6 +385,10 @@ def bad_fit_cases():
         (X, {"y": good["y"]}, {}, r"missing \['t'\]"),
         (X, {**good, "z": good["t"]}, {}, r"unknown \['z'\]"),
         (X, {**good, "y": np.array([0, 1, 3, 0])}, {}, "class index 3"),
+        (X, {**good, "y": np.array([0, -2, 2, 0])}, {}, "class index -2"),  # -1 alone is "no label"
+        (X, {**good, "t": np.array([0.0, np.inf, 1.0, 0.0])}, {}, r'targets\["t"\] holds a value that is infinite'),
+        (X, {**good, "t": np.array([0.0, 1.0, -1e39, 0.0])}, {},  # -inf as float32
+         r'targets\["t"\] holds a value that is infinite as float32'),
         (X, {**good, "y": np.array([0, 1.5, 2, 0])}, {}, "integer class indices"),
         (X, {**good, "y": np.array([0, 1, 2])}, {}, r"shape \(4,\)"),
         (X, {**good, "t": np.zeros((4, 2))}, {}, r"shape \(4, 1\)"),
@@ -403,6 +407,43 @@ def test_bad_fit_arguments_raise_value_error_and_change_nothing(X, targets, opti
         net.fit(X, targets, epochs=options.get("epochs", 2), lr=options.get("lr", 0.1),
                 batch_size=options.get("batch_size", 2))
     np.testing.assert_array_equal(net.flat_params, before)
+
+
+@pytest.mark.parametrize("y, t, message", [
+    ([0, -2, 1, 0], [0.0, 1.0, 2.0, 3.0], r'targets\["y"\] holds class index -2: expected 0..2, or -1'),
+    ([0, 1, 2, -1], [0.0, np.inf, 2.0, 3.0], r'targets\["t"\] holds a value that is infinite as float64'),
+    ([0, 1, 2, -1], [0.0, 1.0, -np.inf, 3.0], r'targets\["t"\] holds a value that is infinite'),
+])
+def test_a_bad_target_is_named_by_loss_and_gradients_and_fit(y, t, message):
+    """A class index below -1 and an infinite regression target are the caller's mistakes: a
+    ValueError naming the target, from fit too, never a TrainingDiverged after a step on them."""
+    net = MultiTaskNet(3, (4,), {"y": Classify(3), "t": Regress(1)}, seed=0, dtype=np.float64)
+    X, targets = np.zeros((4, 3)), {"y": np.array(y), "t": np.array(t)}
+    with pytest.raises(ValueError, match=message) as err:
+        net.loss_and_gradients(X, targets)
+    assert not isinstance(err.value, tinymtl.TrainingDiverged)
+    with pytest.raises(ValueError, match=message) as err:
+        net.fit(X, targets, epochs=1)
+    assert not isinstance(err.value, tinymtl.TrainingDiverged)
+
+
+@pytest.mark.parametrize("n_rows, batch_size", [(10, 4), (7, 3), (9, 8)])
+def test_fit_history_is_the_row_weighted_mean_of_the_batch_losses(n_rows, batch_size):
+    """An epoch's loss is the mean over its rows: a last batch of fewer rows counts for its own
+    rows, not a whole batch. With a learning rate too small to move any float64 weight, every
+    batch sees the same network, so that mean is the loss of the network on all the rows."""
+    rng = np.random.default_rng(n_rows)
+    heads = {"y": Classify(3), "t": Regress(2)}
+    net = random_net(rng, 4, (5,), heads)
+    X = rng.standard_normal((n_rows, 4))
+    targets = random_targets(rng, heads, n_rows)
+    before = net.flat_params.copy()
+    history = net.fit(X, targets, epochs=2, batch_size=batch_size, lr=1e-300, momentum=0.0,
+                      weight_decay=0.0)
+    np.testing.assert_array_equal(net.flat_params, before)  # nothing moved
+    expected = net.task_losses(X, targets)
+    for task in heads:
+        assert history[task] == pytest.approx([expected[task]] * 2, rel=1e-12), task
 
 
 def test_divergence_after_the_first_epoch_with_validation_warns_nothing():

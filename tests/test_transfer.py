@@ -144,6 +144,13 @@ def test_features_chooses_the_columns_when_the_csv_has_others(source, tmp_path, 
     csv = write_related_csv(tmp_path / "extra.csv", 100, ["a", "size", "b", "c", "d", "grade"], seed=5)
     assert train.main(["--csv", csv, "--classify", "grade", "--features", "d,c,b,a",
                        "--from", str(source), *FAST, "--out", str(out)]) == 0
+    model, original = Model.load(out), Model.load(source)
+    # the chosen columns, in the source's order and with the source's statistics; not "size"
+    assert model.features.names == ["a", "b", "c", "d"]
+    assert model.features.to_meta() == original.features.to_meta()
+    assert "size" not in model.training["features"] and list(model.tasks) == ["grade"]
+    table = read_csv(csv)
+    np.testing.assert_array_equal(model.inputs(table), original.inputs(table))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -178,12 +185,23 @@ def test_a_bare_trunk_takes_features_in_order_unstandardised(tmp_path, target_cs
 
 def test_a_network_file_from_the_python_api_is_a_bare_trunk_too(tmp_path, target_csv, out):
     import tinymtl
-    net = tinymtl.MultiTaskNet(4, (7,), {"y": tinymtl.Classify(3)}, seed=0)
+    net = tinymtl.MultiTaskNet(4, (7,), {"y": tinymtl.Classify(3)}, seed=123)
     net.save(tmp_path / "net.npz")
     assert train.main(["--csv", target_csv, "--classify", "grade", "--regress", "score",
                        "--features", "a,b,c,d", "--from", str(tmp_path / "net.npz"), *FAST,
                        "--out", str(out)]) == 0
-    assert Model.load(out).network.hidden == (7,)
+    model = Model.load(out)
+    assert model.network.hidden == (7,) and list(model.tasks) == ["grade", "score"]
+    assert [(f.name, f.mean, f.scale) for f in model.features.columns] == [
+        ("a", 0.0, 1.0), ("b", 0.0, 1.0), ("c", 0.0, 1.0), ("d", 0.0, 1.0)]  # no statistics: as given
+    # with the trunk frozen, the file's trunk itself is copied, bit for bit
+    start = net.parameters()
+    frozen = tmp_path / "frozen.npz"
+    assert train.main(["--csv", target_csv, "--classify", "grade", "--features", "a,b,c,d",
+                       "--from", str(tmp_path / "net.npz"), "--freeze-trunk", *FAST,
+                       "--out", str(frozen)]) == 0
+    for name, array in trunk_of(frozen).items():
+        assert array.dtype == start[name].dtype and array.tobytes() == start[name].tobytes(), name
 
 
 # ------------------------------------------------------------------------------------------------

@@ -132,14 +132,37 @@ def test_pcgrad_removes_conflicts_and_sums_agreeing_gradients(grads, seed):
             np.testing.assert_allclose(total, p1 + p2, atol=1e-8)
 
 
+def test_a_pcgrad_step_gives_every_head_its_own_tasks_plain_gradient():
+    """PCGrad projects only the shared trunk's gradients: each head's columns see only its own
+    task, so a training step moves every head by -lr times the gradient of L that
+    loss_and_gradients gives (with the tasks' weights), the first heads as the last."""
+    heads = {"y": Classify(3), "t": Regress(2), "u": Classify(2)}
+    net, rng = weighted_net("pcgrad", heads, loss_weights={"y": 0.7, "u": 2.0})
+    X = rng.standard_normal((10, 3))
+    targets = random_targets(rng, heads, 10)
+    before = {name: p.copy() for name, p in net.parameters().items()}
+    _, grads = net.loss_and_gradients(X, targets)
+    net.fit(X, targets, epochs=1, batch_size=10, lr=0.1, lr_schedule="constant", momentum=0.0,
+            weight_decay=0.0)
+    for name in before:
+        if name.startswith("heads."):
+            assert np.any(grads[name] != 0), name
+            np.testing.assert_allclose((before[name] - net.parameters()[name]) / 0.1, grads[name],
+                                       rtol=1e-9, atol=1e-12, err_msg=name)
+
+
 @pytest.mark.parametrize("method", ["uncertainty", "gradnorm", "dwa", "pcgrad"])
 def test_every_method_trains_and_survives_save_and_load(method, tmp_path):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((80, 3)).astype(np.float32)
     targets = {"y": (X[:, 0] + X[:, 1] > 0).astype(int), "t": X[:, 2] * 2}
     net = MultiTaskNet(3, (8,), {"y": Classify(2), "t": Regress(1)}, seed=0, weighting=method)
+    start = {name: p.copy() for name, p in net.parameters().items()}
     history = net.fit(X, targets, epochs=30, lr=0.05)
     assert history["y"][-1] < history["y"][0] and history["t"][-1] < history["t"][0]
+    for name, p in net.parameters().items():  # every head trains, not only the trunk
+        if name.startswith(("trunk.", "heads.")):
+            assert not np.array_equal(p, start[name]), f"{name} never trained"
     net.save(tmp_path / "net.npz")
     loaded = MultiTaskNet.load(tmp_path / "net.npz")
     assert loaded.weighting.method == method
@@ -216,6 +239,30 @@ def test_gradnorm_takes_any_finite_alpha_without_overflow(alpha):
     up, down = math.exp(0.025), math.exp(-0.025)
     assert weights["a"] == pytest.approx(2 * up / (up + down), rel=1e-12)
     assert weights["b"] == pytest.approx(2 * down / (up + down), rel=1e-12)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0, 1.5, 2.0, 3.0])
+def test_gradnorm_moves_each_weight_toward_its_target_norm_mean_g_times_r_to_the_alpha(alpha):
+    """Unequal norms G = (1.35, 0.65) and loss ratios r = (4/3, 2/3): the targets mean(G) r_i^alpha
+    lie below or above G_i depending on alpha (for b: 0.65 against (2/3)^alpha), and each
+    log w_i steps by -weight_lr sign(G_i - target_i) G_i / mean(G), then w is renormalised to
+    sum to 2: the weights follow the published formula, alpha included."""
+    gradnorm = GradNorm({"a": Regress(), "b": Regress()}, {"a": 1.0, "b": 1.0},
+                        alpha=alpha, weight_lr=0.025)
+    gradnorm.after_step(FixedNorms({"a": 1.0, "b": 1.0}), {"a": 1.0, "b": 1.0}, None)  # L_i(0)
+    assert gradnorm.current_weights() == {"a": 1.0, "b": 1.0}
+    G = {"a": 1.35, "b": 0.65}  # the weights are 1: these are the G_i; mean(G) = 1
+    gradnorm.after_step(FixedNorms(G), {"a": 1.0, "b": 0.5}, None)
+    rates = {"a": 4 / 3, "b": 2 / 3}  # (L_i / L_i(0)) / mean: (1, 0.5) / 0.75
+    log_w = {n: -0.025 * math.copysign(G[n], G[n] - rates[n] ** alpha) for n in G}
+    total = sum(math.exp(v) for v in log_w.values())
+    expected = {n: 2 * math.exp(v) / total for n, v in log_w.items()}
+    weights = gradnorm.current_weights()
+    assert weights == pytest.approx(expected, rel=1e-12)
+    # the direction, spelled out: a is below its target 1.35 < (4/3)^alpha (a gains weight)
+    # for alpha > 1.0431, b below its target 0.65 < (2/3)^alpha for alpha < 1.0624
+    a_up = alpha > math.log(1.35) / math.log(4 / 3)
+    assert (weights["a"] > weights["b"]) == a_up and (weights["b"] > 1.0) == (not a_up)
 
 
 def test_gradnorm_with_alpha_0_equalises_the_gradient_norms():
