@@ -393,6 +393,21 @@ def test_an_identifier_column_is_warned_about(tmp_path, out, capsys):
     assert capsys.readouterr().err == ""
 
 
+@pytest.mark.parametrize("values, warned", [
+    ([f"{0.1 * (i % 22):.1f}" for i in range(60)], True),    # a measurement: not whole numbers
+    ([str(i % 25) for i in range(60)], True),                # more than 20 numbered classes
+    ([str(1 + i % 3) for i in range(60)], False),            # classes coded 1, 2, 3
+    ([["low", "mid", "high"][i % 3] for i in range(60)], False),
+])
+def test_a_class_target_of_measured_numbers_suggests_regress(tmp_path, out, capsys, values, warned):
+    rng = np.random.default_rng(0)
+    data = write(tmp_path, "a,b,y\n" + "".join(f"{rng.normal():.3f},{rng.normal():.3f},{v}\n"
+                                                for v in values))
+    assert train.main([*FAST, "--quiet", "--csv", data, "--classify", "y", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert ("warning: --classify y: its" in err and "use --regress y" in err) == warned, err
+
+
 def huge_csv(tmp_path, feature_scale, target_scale, outlier=None):
     rng = np.random.default_rng(0)
     lines = ["a,b,t"] + [f"{rng.normal() * (outlier if i == 5 else feature_scale)},"  # line 7

@@ -9,6 +9,7 @@ reports each task's validation metrics, computed by a copy of the model rebuilt 
 ``predict`` will load it from the file, so the metrics printed are the saved model's.
 """
 
+import math
 import sys
 import time
 
@@ -173,6 +174,22 @@ def identifier_like(dataset, features):
     return found
 
 
+def quantity_like(dataset):
+    """(name, number of classes) of each classification target whose classes are all numbers
+    and look like a measured quantity: some are not whole numbers, or there are more than 20."""
+    found = []
+    for name, task in dataset.tasks.items():
+        if task.kind != "classify":
+            continue
+        try:
+            values = [float(c) for c in task.classes]
+        except ValueError:
+            continue  # text classes
+        if len(values) > 20 or any(not v.is_integer() for v in values if math.isfinite(v)):
+            found.append((name, len(values)))
+    return found
+
+
 def _check_task(name, tasks, option):
     if name not in tasks:
         raise OptionError(f"{option} {name}: no task {name!r}; the tasks are {', '.join(tasks)}")
@@ -325,6 +342,10 @@ def train(args, *, stdout=None):
               f"{len(train_rows)} training rows, like an identifier; as one-hot inputs it cannot "
               f"help predict new rows, which will also be refused for values not seen in "
               f"training: leave it out with --features", file=sys.stderr)
+    for name, n_classes in quantity_like(dataset):
+        print(f"{PROG}: warning: --classify {name}: its {n_classes} classes are all numbers, like "
+              f"a measured quantity; to predict the value itself, use --regress {name}",
+              file=sys.stderr)
     if adaptive or balance["loss_weights"] or balance["class_weights"]:
         progress.say(f"weighting: {network.weighting.method}, starting weights "
                      + format_weights(network.weighting.current_weights())
