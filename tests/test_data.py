@@ -374,7 +374,7 @@ def test_fast_path_keeps_nan_inf_spaces_and_blank_lines_as_the_csv_path_does(row
 
 
 def test_the_number_parser_equals_float_on_the_benchmark_format():
-    from tinymtl.numbers import parse_number_rows
+    from tinymtl.decimals import parse_number_rows
     rng = np.random.default_rng(3)
     values = rng.standard_normal((300, 5)) * 10.0 ** rng.integers(-3, 5, (300, 5))  # few exponents
     cells = [[f"{v:.6g}" for v in row] for row in values] + [["-0", "+.5", "5.", "12345678901234567", "1e-300"]]
@@ -487,7 +487,7 @@ def test_signed_nan_cells_are_missing_values_with_their_line(tmp_path):
 def parse_cells(cells):
     """cells (list of str) -> (values (n,) float64, odd (n,) bool) from the vectorised parser, one
     cell a row; odd cells are those it leaves to float()."""
-    from tinymtl.numbers import _parse_number_block
+    from tinymtl.decimals import _parse_number_block
     data = np.frombuffer(("\n".join(cells) + "\n").encode("ascii"), np.uint8)
     values, odd_cells, _ = _parse_number_block(data, 1)
     odd = np.zeros(len(cells), dtype=bool)
@@ -562,7 +562,7 @@ def halfway_cells(draw):
 
 
 def test_the_power_of_five_table_is_fast_floats():
-    from tinymtl.numbers import _POW5_HI, _POW5_LO, _Q_MIN
+    from tinymtl.decimals import _POW5_HI, _POW5_LO, _Q_MIN
     assert (int(_POW5_HI[0]), int(_POW5_LO[0])) == (0xeef453d6923bd65a, 0x113faa2906a13b3f)  # 5**-342
     assert (int(_POW5_HI[-_Q_MIN]), int(_POW5_LO[-_Q_MIN])) == (1 << 63, 0)                 # 5**0
     assert (int(_POW5_HI[-1]), int(_POW5_LO[-1])) == (0x8e679c2f5e44ff8f, 0x570f09eaa7ea7648)  # 5**308
@@ -571,7 +571,7 @@ def test_the_power_of_five_table_is_fast_floats():
 @given(st.lists(st.integers(1, 10**19) | st.integers(54, 63).flatmap(
     lambda k: st.sampled_from([2**k - 1, 2**k, 2**k + 1])), min_size=1))
 def test_bit_length_of_uint64(numbers):
-    from tinymtl.numbers import _bit_length
+    from tinymtl.decimals import _bit_length
     assert _bit_length(np.array(numbers, dtype=np.uint64)).tolist() == [n.bit_length() for n in numbers]
 
 
@@ -651,7 +651,7 @@ short_formats = st.sampled_from(["repr", "%.18e", "%.17g", "%.6g", "%.10g", "%.1
        st.integers(1, 40), st.integers(0, 2**32 - 1))
 def test_a_numbers_file_reads_as_loadtxt_reads_it(columns, n_rows, seed):
     from tinymtl.data import parse_numbers
-    from tinymtl.numbers import parse_number_rows
+    from tinymtl.decimals import parse_number_rows
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n_rows, len(columns))) * 10.0 ** rng.integers(-30, 30, (n_rows, len(columns)))
     rows = [",".join(spell(v, fmt).replace("e", "E" if upper else "e") for v, (fmt, upper) in zip(row, columns))
@@ -666,7 +666,7 @@ def test_a_numbers_file_reads_as_loadtxt_reads_it(columns, n_rows, seed):
 
 def test_a_file_of_many_blocks_reads_as_loadtxt_reads_it():
     from tinymtl.data import parse_numbers
-    from tinymtl.numbers import _BLOCK_BYTES
+    from tinymtl.decimals import _BLOCK_BYTES
     rng = np.random.default_rng(5)
     x = rng.standard_normal((3000, 9))
     text = "\n".join(["a,b,c,d,e,f,g,h,i", *(",".join(f"{v:.18e}" if j % 2 else repr(v) for j, v in enumerate(row))
@@ -678,7 +678,7 @@ def test_a_file_of_many_blocks_reads_as_loadtxt_reads_it():
 
 
 def test_a_few_nan_inf_and_spaced_cells_keep_the_fast_path_and_a_signed_nan_leaves_it():
-    from tinymtl.numbers import parse_number_rows
+    from tinymtl.decimals import parse_number_rows
     rows = [f"{i}.5,{i * 1e-3:.18e},{-i}" for i in range(100)]
     rows[3], rows[50], rows[97] = "nan,1, 2", "-Infinity,NaN,+inf", "\t7 , 8e1 ,inf"
     text = "a,b,c\n" + "\n".join(rows) + "\n"
@@ -691,7 +691,7 @@ def test_a_few_nan_inf_and_spaced_cells_keep_the_fast_path_and_a_signed_nan_leav
 
 
 def test_blank_lines_at_the_end_keep_the_fast_path():
-    from tinymtl.numbers import parse_number_rows
+    from tinymtl.decimals import parse_number_rows
     for end in ["", "\n", "\n\n\n"]:
         text = "a,b\n1,2.5\n-3,4e2" + end
         assert parse_number_rows(text.encode(), 4, 2).tolist() == [[1, 2.5], [-3, 400]]
@@ -699,14 +699,14 @@ def test_blank_lines_at_the_end_keep_the_fast_path():
 
 
 def test_a_first_row_of_mostly_plain_numbers_takes_the_bulk_parser():
-    from tinymtl.numbers import mostly_plain_numbers
+    from tinymtl.decimals import mostly_plain_numbers
     assert mostly_plain_numbers(["1.5"] * 20 + [" nan"])
     assert not mostly_plain_numbers(["1.5"] * 19 + ["nan", "inf"])  # loadtxt, at once
     assert not mostly_plain_numbers(["1.5"] * 20 + ["-nan"])
 
 
 def test_a_few_odd_cells_go_to_float_and_many_to_loadtxt():
-    from tinymtl.numbers import parse_number_rows
+    from tinymtl.decimals import parse_number_rows
     long = "1e000000001"  # an exponent of 9 digits: left to float()
     rows = [f"{i}.5,{long if i % 40 == 0 else i}" for i in range(400)]  # 10 long cells in 800
     parsed = parse_number_rows(("\n".join(rows) + "\n").encode(), 0, 2)

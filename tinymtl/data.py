@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import DataError
-from .numbers import mostly_plain_numbers, parse_number_rows
+from .decimals import mostly_plain_numbers, parse_number_rows
 
 MISSING = ("", "na", "n/a", "nan", "-nan", "+nan")  # a cell that holds one of these (any case)
 # has no value; float() reads the signed NaNs too, so they must not pass as numbers
@@ -213,7 +213,7 @@ def _check_delimiter(names, first_row, where):
 
 
 # ------------------------------------------------------------------------------------------------
-# The fast path: a file of numbers, parsed without the csv module (see tinymtl.numbers)
+# The fast path: a file of numbers, parsed without the csv module (see tinymtl.decimals)
 
 def parse_numbers(text, source):
     """A Table of float64 columns if ``text`` is a header line and rows of numbers, else None.
