@@ -85,3 +85,27 @@ def test_with_heads_keeps_the_weighting_method_and_its_options():
     net = MultiTaskNet(3, heads=HEADS, weighting="gradnorm", weighting_options={"alpha": 0.5})
     new = net.with_heads({"other": Regress(1)}, keep=["kind"])
     assert new.weighting.method == "gradnorm" and new.weighting.alpha == 0.5
+
+
+def test_patience_true_is_not_an_integer():
+    X, targets = data()
+    with pytest.raises(ValueError, match="patience must be an integer >= 1, got True"):
+        MultiTaskNet(3, heads=HEADS).fit(X, targets, epochs=1, patience=True,
+                                         validation=(X, targets))
+
+
+def test_pcgrad_without_a_generator_is_refused():
+    from tinymtl.weighting import make_weighting
+    with pytest.raises(ValueError, match="needs rng"):
+        make_weighting("pcgrad", HEADS, {"kind": 1.0, "size": 1.0})
+
+
+def test_warnings_are_not_raised_by_the_checks_on_large_finite_float32_values():
+    """Sums in the input and label checks may overflow to inf on values near float32's limit:
+    that is no error, and must not warn (warnings are errors in this suite)."""
+    net = MultiTaskNet(3, heads=HEADS)
+    big = np.full((4, 3), 3e38, np.float32)
+    assert net._check_inputs(big).dtype == np.float32
+    targets = {"kind": np.zeros(4, int), "size": np.full(4, 3e38, np.float32)}
+    from tinymtl.network import _fully_labelled
+    assert _fully_labelled(HEADS["size"], targets["size"])

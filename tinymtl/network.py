@@ -142,7 +142,8 @@ def _fully_labelled(head, target):
     """
     if head.kind == "classify":
         return bool(np.minimum.reduce(target, axis=None, initial=0) >= 0)
-    return not math.isnan(np.add.reduce(target, axis=None))
+    with np.errstate(over="ignore"):  # a sum of large values may overflow to inf: not NaN
+        return not math.isnan(np.add.reduce(target, axis=None))
 
 
 def _names(names, label):
@@ -582,7 +583,8 @@ class MultiTaskNet:
         for label, value in (("epochs", epochs), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"{label} must be an integer >= 1, got {value!r}")
-        if patience is not None and (not isinstance(patience, numbers.Integral) or patience < 1):
+        if patience is not None and (isinstance(patience, bool) or not isinstance(
+                patience, numbers.Integral) or patience < 1):
             raise ValueError(f"patience must be an integer >= 1, got {patience!r}")
         if patience is not None and validation is None:
             raise ValueError("patience needs validation=(X_val, targets_val)")
@@ -734,9 +736,10 @@ class MultiTaskNet:
             raise ValueError(f"{label} must have shape (n, {self.n_inputs}), got {x.shape}")
         if x.dtype.kind not in "iuf":
             raise ValueError(f"{label} must be numeric, got dtype {x.dtype}")
-        with np.errstate(over="ignore"):  # a value too large for the dtype is reported below
+        with np.errstate(over="ignore"):  # a value too large for the dtype is reported below,
             x = x.astype(self.dtype, copy=False)  # converted once; float32 stays float32
-        if not math.isfinite(np.add.reduce(x, axis=None)) and not np.isfinite(x).all():
+            total = np.add.reduce(x, axis=None)  # and a sum of large values may overflow
+        if not math.isfinite(total) and not np.isfinite(x).all():
             row, col = np.argwhere(~np.isfinite(x))[0]
             raise DataError(f"{label} holds a non-finite value {x[row, col]} at row {row}, column {col}"
                             f"{' (as ' + self.dtype.name + ')' if np.isfinite(np.asarray(X)[row, col]) else ''}")

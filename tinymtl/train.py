@@ -203,19 +203,21 @@ def balanced_class_weights(labels, n_classes):
     return tuple(len(labels) / (n_classes * int(c)) if c else 1.0 for c in counts)
 
 
-def rebalanced(network, balance):
+def rebalanced(network, balance, rng):
     """``network`` with the task-balance options ``balance`` (from ``network_options``) applied.
 
     Transfer learning (``--from``) builds its network with fixed unit weights and no class
     weights; this returns a network of the same architecture, every parameter copied, that
-    weighs its tasks as asked (learned log-variances start at 0). The batch order is kept.
+    weighs its tasks as asked (the uncertainty method's log-variances start as its ``init``
+    says). The batch order is kept; ``rng`` (a numpy Generator, from --seed) seeds the rest,
+    such as the order of PCGrad's projections.
     """
     if balance["weighting"] == "fixed" and not balance["loss_weights"] and not balance["class_weights"]:
         return network
     heads = {name: (Classify(head.n_classes, balance["class_weights"].get(name, head.class_weights))
                     if head.kind == "classify" else head)
              for name, head in network.heads.items()}
-    net = MultiTaskNet(network.n_inputs, network.hidden, heads, rng=np.random.default_rng(0),
+    net = MultiTaskNet(network.n_inputs, network.hidden, heads, rng=rng,
                        dtype=network.dtype, loss_weights={**network.loss_weights, **balance["loss_weights"]},
                        weighting=balance["weighting"], weighting_options=balance["weighting_options"])
     source = network.parameters()
@@ -317,7 +319,7 @@ def train(args, *, stdout=None):
         transfer_fit, origin = {}, None
     else:  # transfer learning: the source's trunk and features, new heads
         model, transfer_fit, origin = transfer.start_from(args, dataset, rng=net_rng)
-        model.network = rebalanced(model.network, balance)
+        model.network = rebalanced(model.network, balance, net_rng)
     features = model.features
     network = model.network
     adaptive = network.weighting.method != "fixed"

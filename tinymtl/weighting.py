@@ -300,7 +300,8 @@ class PCGrad(Weighting):
     method = "pcgrad"
     surgery = True
 
-    def __init__(self, heads, loss_weights, *, rng=None):
+    def __init__(self, heads, loss_weights, *, rng):
+        """``rng``: a numpy Generator, which draws the order of each step's projections."""
         super().__init__(heads, loss_weights)
         self.rng = rng
 
@@ -326,24 +327,21 @@ def project_conflicts(task_grads, rng):
 
 
 def make_weighting(method, heads, loss_weights, options=None, rng=None):
-    options = dict(options or {})
+    """The Weighting for ``method`` (one of METHODS) with its ``options``; ``rng`` (a numpy
+    Generator) is PCGrad's, for the order of its projections."""
     method_class = {"fixed": Weighting, "uncertainty": Uncertainty, "gradnorm": GradNorm,
                     "dwa": DWA, "pcgrad": PCGrad}.get(method)
-    if method_class is not None and method_class is not Weighting:
-        allowed = [name for name in inspect.signature(method_class.__init__).parameters
-                   if name not in ("self", "heads", "loss_weights", "rng")]
-        unknown = sorted(set(options) - set(allowed))
-        if unknown:
-            raise ValueError(f"weighting {method!r} takes the options {allowed}, got unknown "
-                             f"{unknown}")
-    if method == "fixed":
-        return Weighting(heads, loss_weights, **options)
-    if method == "uncertainty":
-        return Uncertainty(heads, loss_weights, **options)
-    if method == "gradnorm":
-        return GradNorm(heads, loss_weights, **options)
-    if method == "dwa":
-        return DWA(heads, loss_weights, **options)
-    if method == "pcgrad":
-        return PCGrad(heads, loss_weights, rng=rng, **options)
-    raise ValueError(f"weighting must be one of {', '.join(METHODS)}, got {method!r}")
+    if method_class is None:
+        raise ValueError(f"weighting must be one of {', '.join(METHODS)}, got {method!r}")
+    options = dict(options or {})
+    allowed = [name for name in inspect.signature(method_class.__init__).parameters
+               if name not in ("self", "heads", "loss_weights", "options", "rng")]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"weighting {method!r} takes no options, got {unknown}" if not allowed else
+                         f"weighting {method!r} takes the options {allowed}, got unknown {unknown}")
+    if method_class is PCGrad:
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError(f"weighting 'pcgrad' needs rng, a numpy.random.Generator, got {rng!r}")
+        return PCGrad(heads, loss_weights, rng=rng)
+    return method_class(heads, loss_weights, **options)
