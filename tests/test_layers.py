@@ -108,3 +108,14 @@ def test_dense_writes_into_given_buffers():
     assert layer.backward(grad_out, out=grad_x) is grad_x
     np.testing.assert_allclose(grad_x, grad_out @ layer.params["W"].T, rtol=1e-5)
     assert layer.backward(grad_out, need_grad_x=False) is None
+
+
+def test_apply_is_forward_without_a_cache():
+    """Prediction uses apply: the same numbers as forward, and no reference to its input kept."""
+    rng = np.random.default_rng(3)
+    dense = Dense(4, 3, rng=rng, dtype=np.float32)
+    x = rng.standard_normal((6, 4), dtype=np.float32)
+    before = dense.x
+    out = dense.apply(x)
+    assert dense.x is before and out.dtype == np.float32
+    np.testing.assert_array_equal(out, dense.forward(x))

@@ -60,6 +60,13 @@ class Dense:
         out += self.params["b"]  # broadcast over the batch
         return out
 
+    def apply(self, x):
+        """x (n, n_in) -> x @ W + b (n, n_out), keeping no cache: for prediction, where no
+        backward follows (the cache would keep the prediction's input alive)."""
+        out = np.matmul(x, self.params["W"])
+        out += self.params["b"]  # broadcast over the rows
+        return out
+
     def backward(self, grad_out, out=None, *, need_grad_x=True):
         """grad_out (batch, n_out) is dL/d(out); returns grad_x = dL/dx (batch, n_in).
 

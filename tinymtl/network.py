@@ -354,7 +354,7 @@ class MultiTaskNet:
         """x (n, n_inputs) -> the trunk's output (n, n_features), in new arrays (for prediction)."""
         h = x
         for dense, relu in zip(self.trunk, self.relus):
-            z = dense.forward(h)
+            z = dense.apply(h)
             h = relu.apply(z, out=z)
         return h
 
@@ -514,7 +514,7 @@ class MultiTaskNet:
     def predict(self, X):
         """X (n, n_inputs) -> {task: output}: class probabilities (n, k) or values (n, k)."""
         x = self._check_inputs(X)
-        logits = self.head_layer.forward(self._features(x))
+        logits = self.head_layer.apply(self._features(x))
         return {name: head.output(logits[:, self.columns[name]]).copy()
                 for name, head in self.heads.items()}
 
@@ -543,7 +543,7 @@ class MultiTaskNet:
         """{task: mean loss} on (X, targets), unweighted; labelled entries only."""
         x = self._check_inputs(X)
         targets = self._check_targets(targets, x.shape[0])
-        logits = self.head_layer.forward(self._features(x))
+        logits = self.head_layer.apply(self._features(x))
         return {name: head.loss(logits[:, self.columns[name]], targets[name])[0]
                 for name, head in self.heads.items()}
 
