@@ -98,7 +98,8 @@ class ReLU:
         self.slope = None  # cache: 1.0 where x > 0, 0.0 elsewhere
 
     def forward(self, x, out=None, slope=None, positive=None):
-        """x (batch, n) -> out (batch, n).
+        """x (batch, n) -> out (batch, n): x where x > 0, else 0. The slope (1 where x > 0, else
+        0) is d(out)/dx, kept for backward.
 
         ``slope`` (x's shape and dtype) and ``positive`` (x's shape, bool) are optional buffers.
         The comparison writes booleans, which are then copied as 0.0 and 1.0 into the slope:

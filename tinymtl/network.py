@@ -423,7 +423,16 @@ class MultiTaskNet:
         return min(1.0, share / self.STEP_WEIGHT_FULL_AT)
 
     def _backward(self, grad_logits, ws):
-        """Backpropagate dL/dlogits through the heads and the trunk, writing every gradient."""
+        """Backpropagate dL/dlogits through the heads and the trunk, writing every gradient.
+
+        The heads: each head's weights get grads = features.T @ grad_logits[:, its columns],
+        and the trunk's output gets the sum over heads of grad_logits[:, cols] @ W[:, cols].T,
+        which is one product, grad_logits @ W.T: every task pushes on the shared features.
+        Then each trunk layer, last to first, with h_prev its input:
+            grad_z      = grad_h * slope           (ReLU: 1 where z > 0, else 0)
+            grads       = h_prev.T @ grad_z        (Dense: dL/dW, and dL/db by the bias trick)
+            grad_h_prev = grad_z @ W.T             (passed on; not needed for the first layer)
+        """
         depth = len(self.trunk)
         # dL/d(features) sums every task's contribution: the multi-task step.
         self.head_layer.backward(grad_logits, out=ws.grad_z[-1] if depth else None,
