@@ -306,8 +306,8 @@ def table_from_values(values, names, source="command line"):
     for i, text in enumerate(values, start=1):
         row = next(csv.reader([text]), [])
         if len(row) != len(names):
-            raise DataError(f"{source}: value row {i} ({text!r}) has {len(row)} value{'s' * (len(row) != 1)}, expected "
-                            f"{len(names)}: {','.join(names)}")
+            raise DataError(f"{source}: value row {i} ({text!r}) has {len(row)} "
+                            f"value{'s' * (len(row) != 1)}, expected {len(names)}: {','.join(names)}")
         rows.append(row)
     if not rows:
         raise DataError(f"{source}: no value rows given")

@@ -568,11 +568,11 @@ class MultiTaskNet:
         Rows are reshuffled every epoch from ``rng`` (by default the network's own shuffle stream,
         so the same seed gives the same training). ``freeze`` and ``trunk_lr``: see
         ``param_groups``; a task without any label in ``targets`` (all -1 or NaN: a head kept
-        by ``with_heads``, say) is frozen too. With ``validation=(X_val, targets_val)`` the history also holds
-        ``"val_<task>"`` lists; with ``patience`` as well, training stops when the validation loss
-        (the sum of the tasks' unweighted mean losses) has not improved for ``patience`` epochs,
-        and the best epoch's parameters are restored. ``callback(epoch, history)`` is called
-        after each epoch.
+        by ``with_heads``, say) is frozen too. With ``validation=(X_val, targets_val)`` the
+        history also holds ``"val_<task>"`` lists; with ``patience`` as well, training stops
+        when the validation loss (the sum of the tasks' unweighted mean losses) has not improved
+        for ``patience`` epochs, and the best epoch's parameters are restored.
+        ``callback(epoch, history)`` is called after each epoch.
 
         ``lr_schedule``: "constant" keeps every group's learning rate; "cosine" multiplies it by
         ``optim.lr_factor`` in each epoch, from 1 in the first epoch down to nearly 0 in the last
