@@ -1,5 +1,9 @@
 """Losses: each returns ``(loss, grad)`` where ``grad`` is dL/d(its first argument).
 
+``softmax_cross_entropy`` and ``mse`` are the losses; ``log_softmax``, ``row_max`` and
+``row_sum`` are their stable building blocks (prediction uses them too), and ``Scratch`` keeps a
+loss's temporaries between training steps.
+
 Heads emit *logits* (unnormalised scores); the classification loss takes logits, not
 probabilities, so softmax and cross-entropy are fused into one stable function.
 

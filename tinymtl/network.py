@@ -718,7 +718,9 @@ class MultiTaskNet:
         """A new network with a copy of this trunk, the heads named in ``keep`` (weights copied)
         and fresh ``heads`` ({name: Classify | Regress}); dropped heads are those not kept.
         The new network combines its tasks' losses by this one's weighting method and options
-        (the uncertainty method's learned weights start afresh)."""
+        (the uncertainty method's learned weights start afresh). ``seed`` or ``rng`` (a numpy
+        Generator) draws the new heads' initial weights and the batch order, as in the
+        constructor."""
         heads = dict(heads or {})
         keep = _names(keep, "keep")
         unknown = [name for name in keep if name not in self.heads]

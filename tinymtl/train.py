@@ -229,7 +229,8 @@ def rebalanced(network, balance, rng):
 
 
 def hidden_of(args):
-    """The trunk widths --hidden asks for, or the default (None when the option is left out)."""
+    """The trunk widths --hidden asks for, or the default when it is left out (args.hidden is
+    None then, so that --from can tell a width given from the default)."""
     return DEFAULTS["hidden"] if args.hidden is None else args.hidden
 
 
