@@ -23,6 +23,10 @@ def data(n=24, seed=0):
      r"weighting 'gradnorm' takes the options \['alpha', 'weight_lr'\], got unknown \['alfa'\]"),
     ({"weighting": "dwa", "weighting_options": {"temp": 2.0}}, "unknown"),
     ({"weighting": "fixed", "weighting_options": {"alpha": 1.0}}, "takes no options"),
+    ({"weighting": "gradnorm", "weighting_options": {"alpha": "1"}},
+     "gradnorm alpha must be a finite number >= 0, got '1'"),
+    ({"weighting": "dwa", "weighting_options": {"temperature": 10 ** 400}},
+     "dwa temperature must be a finite number > 0"),
 ])
 def test_bad_constructor_arguments_are_value_errors_naming_them(kwargs, words):
     with pytest.raises(ValueError, match=words):

@@ -374,12 +374,11 @@ def test_a_malformed_weighting_option_names_the_option(tmp_path, method, options
 
 
 def test_the_checked_weighting_options_are_the_methods_own():
-    from tinymtl.checkpoint import WEIGHTING_OPTIONS
-    from tinymtl.weighting import METHODS
-    assert set(WEIGHTING_OPTIONS) == set(METHODS)
+    from tinymtl.weighting import METHOD_CLASSES, METHODS
+    assert set(METHOD_CLASSES) == set(METHODS)
     for method in METHODS:
         net = MultiTaskNet(3, (), {"y": Classify(2)}, seed=0, weighting=method)
-        assert set(net.weighting.options()) == set(WEIGHTING_OPTIONS[method]), method
+        assert set(net.weighting.options()) == set(METHOD_CLASSES[method].OPTIONS), method
 
 
 @pytest.mark.parametrize("meta, words", [

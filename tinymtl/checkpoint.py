@@ -32,7 +32,7 @@ import numpy as np
 
 from .errors import CheckpointError
 from .heads import Classify, Regress, head_from_kind
-from .weighting import METHODS
+from .weighting import METHOD_CLASSES, METHODS
 
 FORMAT_VERSION = 1
 SAFETENSORS_DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
@@ -232,17 +232,6 @@ def network_meta(net):
             "weighting": net.weighting.describe()}
 
 
-# The options each weighting method takes (``Weighting.options()``): (what is expected, check).
-WEIGHTING_OPTIONS = {
-    "fixed": {},
-    "uncertainty": {"init": ('"first_batch" or "zero"', lambda v: v in ("first_batch", "zero"))},
-    "gradnorm": {"alpha": ("a finite number >= 0", lambda v: is_finite_number(v) and v >= 0),
-                 "weight_lr": ("a finite number > 0", lambda v: is_finite_number(v) and v > 0)},
-    "dwa": {"temperature": ("a finite number > 0", lambda v: is_finite_number(v) and v > 0)},
-    "pcgrad": {},
-}
-
-
 def read_description(description, source):
     """The network a description (``network_meta``) asks for, every field checked.
 
@@ -326,7 +315,7 @@ def _check_weighting(weighting, heads, source):
                         lambda v: v in METHODS)
     options = meta_field(weighting, "options", source, path, "an object, or null",
                          lambda v: v is None or isinstance(v, dict), default=None)
-    takes = WEIGHTING_OPTIONS[method]
+    takes = METHOD_CLASSES[method].OPTIONS  # (what is expected, check) per option
     for key in options or {}:
         if key not in takes:
             raise invalid_meta(source, f"{path}.options.{key}",

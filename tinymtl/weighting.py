@@ -42,8 +42,8 @@ its own. ``loss_and_gradients`` always returns the exact gradient of the current
 surgery applies in training steps only, since a projected gradient is no loss's gradient).
 """
 
-import inspect
 import math
+import numbers
 import sys
 
 import numpy as np
@@ -53,6 +53,14 @@ METHODS = ("fixed", "uncertainty", "gradnorm", "dwa", "pcgrad")
 LARGEST = sys.float_info.max        # 1.8e308
 LOG_LARGEST = math.log(LARGEST)     # 709.78: math.exp(x) raises OverflowError beyond it
 GRADNORM_MIN_WEIGHT = 1e-6          # GradNorm's floor on a weight, before the renormalisation
+
+
+def finite_number(value):
+    """A real number that is a finite float: not a bool, a string, NaN, an infinity or an
+    integer beyond float's range (a model file's JSON may hold one)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        return False
+    return abs(value) <= LARGEST  # False for NaN and the infinities
 
 
 def exp_or_inf(x):
@@ -78,10 +86,18 @@ class Weighting:
 
     method = "fixed"
     parameter_names = ()  # names of the (1,)-shaped parameters this method adds to the network
+    # option -> (what it must be, check): the method's settings, checked by the constructor
+    # and when a model file is read (tinymtl.checkpoint)
+    OPTIONS = {}
 
-    def __init__(self, heads, loss_weights, **options):
-        if options:
-            raise ValueError(f"weighting {self.method!r} takes no options, got {sorted(options)}")
+    @classmethod
+    def check_option(cls, name, value):
+        """ValueError unless ``value`` is what option ``name`` of this method must be."""
+        expected, check = cls.OPTIONS[name]
+        if not check(value):
+            raise ValueError(f"{cls.method} {name} must be {expected}, got {value!r}")
+
+    def __init__(self, heads, loss_weights):
         self.heads = heads
         self.loss_weights = dict(loss_weights)
         self.weights = dict(loss_weights)
@@ -130,11 +146,11 @@ class Weighting:
 
 class Uncertainty(Weighting):
     method = "uncertainty"
+    OPTIONS = {"init": ('"first_batch" or "zero"', lambda v: v in ("first_batch", "zero"))}
 
     def __init__(self, heads, loss_weights, init="first_batch"):
         super().__init__(heads, loss_weights)
-        if init not in ("first_batch", "zero"):
-            raise ValueError(f'uncertainty init must be "first_batch" or "zero", got {init!r}')
+        self.check_option("init", init)
         self.init = init
         self.started = init == "zero"  # with "first_batch", the first training step sets s_i
         self.parameter_names = tuple(f"weighting.{name}.log_var" for name in heads)
@@ -193,13 +209,13 @@ class Uncertainty(Weighting):
 
 class GradNorm(Weighting):
     method = "gradnorm"
+    OPTIONS = {"alpha": ("a finite number >= 0", lambda v: finite_number(v) and v >= 0),
+               "weight_lr": ("a finite number > 0", lambda v: finite_number(v) and v > 0)}
 
     def __init__(self, heads, loss_weights, alpha=1.5, weight_lr=0.025):
         super().__init__(heads, loss_weights)
-        if not (alpha >= 0 and math.isfinite(alpha)):
-            raise ValueError(f"gradnorm alpha must be a finite number >= 0, got {alpha!r}")
-        if not (weight_lr > 0 and math.isfinite(weight_lr)):
-            raise ValueError(f"gradnorm weight_lr must be a finite number > 0, got {weight_lr!r}")
+        self.check_option("alpha", alpha)
+        self.check_option("weight_lr", weight_lr)
         self.alpha, self.weight_lr = float(alpha), float(weight_lr)
         self.weights = {name: 1.0 for name in heads}  # adapted; loss_weights scale on top
         self.initial_losses = None
@@ -257,11 +273,11 @@ class GradNorm(Weighting):
 
 class DWA(Weighting):
     method = "dwa"
+    OPTIONS = {"temperature": ("a finite number > 0", lambda v: finite_number(v) and v > 0)}
 
     def __init__(self, heads, loss_weights, temperature=2.0):
         super().__init__(heads, loss_weights)
-        if not (temperature > 0 and math.isfinite(temperature)):
-            raise ValueError(f"dwa temperature must be a finite number > 0, got {temperature!r}")
+        self.check_option("temperature", temperature)
         self.temperature = float(temperature)
         self.adapted = {name: 1.0 for name in heads}
         self.history = []  # the last two epochs' {task: mean loss}
@@ -326,16 +342,18 @@ def project_conflicts(task_grads, rng):
     return np.sum(projected, axis=0)
 
 
+METHOD_CLASSES = {"fixed": Weighting, "uncertainty": Uncertainty, "gradnorm": GradNorm,
+                  "dwa": DWA, "pcgrad": PCGrad}
+
+
 def make_weighting(method, heads, loss_weights, options=None, rng=None):
     """The Weighting for ``method`` (one of METHODS) with its ``options``; ``rng`` (a numpy
     Generator) is PCGrad's, for the order of its projections."""
-    method_class = {"fixed": Weighting, "uncertainty": Uncertainty, "gradnorm": GradNorm,
-                    "dwa": DWA, "pcgrad": PCGrad}.get(method)
+    method_class = METHOD_CLASSES.get(method)
     if method_class is None:
         raise ValueError(f"weighting must be one of {', '.join(METHODS)}, got {method!r}")
     options = dict(options or {})
-    allowed = [name for name in inspect.signature(method_class.__init__).parameters
-               if name not in ("self", "heads", "loss_weights", "options", "rng")]
+    allowed = list(method_class.OPTIONS)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(f"weighting {method!r} takes no options, got {unknown}" if not allowed else
