@@ -77,8 +77,11 @@ def test_a_kept_head_without_labels_is_left_as_it_was_despite_weight_decay():
     source.fit(X, targets, epochs=5)
     net = source.with_heads({"new": Regress(1)}, keep=["kind"])
     kept = {k: v.copy() for k, v in net.parameters().items() if k.startswith("heads.kind.")}
-    net.fit(X, {"new": targets["size"], "kind": np.full(len(X), -1)}, epochs=5, weight_decay=0.1,
-            freeze=["trunk"])
+    history = net.fit(X, {"new": targets["size"], "kind": np.full(len(X), -1)}, epochs=5,
+                      weight_decay=0.1, freeze=["trunk"],
+                      validation=(X, {"new": np.full(len(X), np.nan), "kind": targets["kind"]}))
+    assert np.isnan(history["kind"]).all() and np.isfinite(history["new"]).all()  # no label: NaN
+    assert np.isnan(history["val_new"]).all() and np.isfinite(history["val_kind"]).all()
     for name, value in kept.items():
         np.testing.assert_array_equal(net.parameters()[name], value, err_msg=name)
     new = [v for k, v in net.parameters().items() if k.startswith("heads.new.")]

@@ -569,9 +569,10 @@ class MultiTaskNet:
         so the same seed gives the same training). ``freeze`` and ``trunk_lr``: see
         ``param_groups``; a task without any label in ``targets`` (all -1 or NaN: a head kept
         by ``with_heads``, say) is frozen too. With ``validation=(X_val, targets_val)`` the
-        history also holds ``"val_<task>"`` lists; with ``patience`` as well, training stops
-        when the validation loss (the sum of the tasks' unweighted mean losses) has not improved
-        for ``patience`` epochs, and the best epoch's parameters are restored.
+        history also holds ``"val_<task>"`` lists (a task without a label in the targets, or in
+        the validation targets, has NaN there: no loss to show); with ``patience`` as well,
+        training stops when the validation loss (the sum of the tasks' unweighted mean losses)
+        has not improved for ``patience`` epochs, and the best epoch's parameters are restored.
         ``callback(epoch, history)`` is called after each epoch.
 
         ``lr_schedule``: "constant" keeps every group's learning rate; "cosine" multiplies it by
@@ -605,6 +606,7 @@ class MultiTaskNet:
             if x_val.shape[0] == 0:
                 raise ValueError(f"validation needs at least one row, got shape {x_val.shape}")
             targets_val = self._check_targets(validation[1], x_val.shape[0])
+            val_labelled = [name for name, t in targets_val.items() if has_label(t)]
             if patience is not None and not any(map(has_label, targets_val.values())):
                 raise ValueError("patience needs a validation loss to watch, but the validation "
                                  "targets hold no label of any task")
@@ -647,12 +649,12 @@ class MultiTaskNet:
                         raise TrainingDiverged(f"training diverged in epoch {epoch}: {err}; "
                                                f"try a lower learning rate than lr={lr}") from None
                     self.weighting.end_epoch(epoch_losses)
-                    for name, loss in epoch_losses.items():
-                        history[name].append(loss)
+                    for name, loss in epoch_losses.items():  # NaN: no label, no loss to show
+                        history[name].append(loss if name in labelled else math.nan)
                     stop = False
                     if validation is not None:
                         for name, loss in val_losses.items():
-                            history[f"val_{name}"].append(loss)
+                            history[f"val_{name}"].append(loss if name in val_labelled else math.nan)
                         if patience is not None:
                             val_total = sum(val_losses.values())
                             if val_total < best_loss:

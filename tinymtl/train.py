@@ -386,8 +386,9 @@ def train(args, *, stdout=None):
     if args.patience is not None:
         stopped = f"stopped after epoch {epochs_run}" if epochs_run < args.epochs else \
             f"ran all {epochs_run} epochs"
-        progress.say(f"early stopping: {stopped}; best validation loss "
-                     f"{sum(history['val_' + n][network.best_epoch - 1] for n in model.tasks):.6g} "
+        best = [history["val_" + name][network.best_epoch - 1] for name in model.tasks]
+        best = math.fsum(loss for loss in best if not math.isnan(loss))  # NaN: no labels
+        progress.say(f"early stopping: {stopped}; best validation loss {best:.6g} "
                      f"in epoch {network.best_epoch}, whose weights are kept")
     if adaptive:
         progress.say(f"final task weights ({network.weighting.method}): "
