@@ -406,3 +406,20 @@ def test_from_a_model_the_csv_columns_it_was_trained_on_are_the_features(source,
     model = Model.load(out)
     assert model.features.names == Model.load(source).features.names
     assert "score" not in model.training["features"]
+
+
+@pytest.mark.parametrize("source_method, asked, expected", [
+    ("uncertainty", [], "fixed"),                        # the default, not the source's method
+    ("uncertainty", ["--weighting", "dwa"], "dwa"),
+    ("pcgrad", ["--freeze-trunk"], "fixed"),
+])
+def test_the_transfer_weighs_its_tasks_as_asked_not_as_the_source_did(tmp_path, target_csv, out,
+                                                                      source_method, asked, expected):
+    csv = write_related_csv(tmp_path / "source.csv", 120, SOURCE_COLUMNS, seed=1)
+    source = tmp_path / "weighted.npz"
+    assert train.main(["--csv", csv, "--classify", "kind", "--regress", "size", "--hidden", "8",
+                       "--weighting", source_method, *FAST, "--out", str(source)]) == 0
+    assert train.main(["--csv", target_csv, "--classify", "grade", "--from", str(source), *asked,
+                       *FAST, "--out", str(out)]) == 0
+    model = Model.load(out)
+    assert model.network.weighting.method == expected == model.training["weighting"]

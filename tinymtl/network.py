@@ -716,11 +716,13 @@ class MultiTaskNet:
         tinymtl metadata, ``heads`` names each head's kind, as in ``{"y": "classify"}``."""
         return checkpoint.load_network(path, heads)
 
-    def with_heads(self, heads=None, *, keep=(), seed=0, rng=None):
+    def with_heads(self, heads=None, *, keep=(), seed=0, rng=None, weighting=None,
+                   weighting_options=None):
         """A new network with a copy of this trunk, the heads named in ``keep`` (weights copied)
         and fresh ``heads`` ({name: Classify | Regress}); dropped heads are those not kept.
-        The new network combines its tasks' losses by this one's weighting method and options
-        (the uncertainty method's learned weights start afresh). ``seed`` or ``rng`` (a numpy
+        The new network combines its tasks' losses by ``weighting`` with ``weighting_options``;
+        by default, by this one's method and options (the uncertainty method's learned weights
+        start afresh). ``seed`` or ``rng`` (a numpy
         Generator) draws the new heads' initial weights and the batch order, as in the
         constructor."""
         heads = dict(heads or {})
@@ -733,7 +735,9 @@ class MultiTaskNet:
         all_heads = {**{name: self.heads[name] for name in keep}, **heads}
         net = MultiTaskNet(self.n_inputs, self.hidden, all_heads, seed=seed, rng=rng, dtype=self.dtype,
                            loss_weights={n: w for n, w in self.loss_weights.items() if n in keep},
-                           weighting=self.weighting.method, weighting_options=self.weighting_options)
+                           weighting=self.weighting.method if weighting is None else weighting,
+                           weighting_options=(self.weighting_options if weighting is None
+                                              else weighting_options))
         source, target = self.parameters(), net.parameters()
         for name in target:
             if name.startswith("trunk.") or name.split(".")[1] in keep:

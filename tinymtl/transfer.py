@@ -87,7 +87,8 @@ def start_from(args, dataset, *, rng):
                               f"can keep its heads")
         features = _raw_features(args, dataset, network.n_inputs)
         new = {name: _head_for(task) for name, task in dataset.tasks.items()}
-        model, kept = Model(network.with_heads(new, rng=rng), features, dataset.tasks), []
+        model, kept = Model(network.with_heads(new, rng=rng, weighting="fixed"), features,
+                            dataset.tasks), []
     unlabelled = [name for name in kept if name not in dataset.tasks]
     freeze = (["trunk"] if args.freeze_trunk else []) + unlabelled  # they keep their predictions
     record = {"from": str(args.source), "trunk": "frozen" if args.freeze_trunk else "fine-tuned",
@@ -141,7 +142,8 @@ def _with_new_tasks(source, dataset, kept, *, rng):
         if name in dataset.tasks:
             _check_same_task(name, source.tasks[name], dataset.tasks[name], dataset.table.source)
     new = {name: _head_for(task) for name, task in dataset.tasks.items() if name not in kept}
-    network = source.network.with_heads(new, keep=kept, rng=rng)
+    # fixed unit weights, whatever the source trained with: train applies --weighting after
+    network = source.network.with_heads(new, keep=kept, rng=rng, weighting="fixed")
     tasks = {name: source.tasks[name] if name in kept else dataset.tasks[name]
              for name in network.heads}
     return Model(network, source.features, tasks)
