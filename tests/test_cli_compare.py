@@ -169,3 +169,18 @@ def test_a_fold_whose_training_rows_hold_no_label_of_a_class_task_is_named(tmp_p
     assert code == 1 and len(err.splitlines()) == 1, err
     assert 'target "rare" has no labels in the training rows of seed 0, fold 1' in err
     assert "fewer --folds" in err
+
+
+def test_without_patience_no_rows_are_held_out_besides_the_folds(tmp_path, capsys):
+    """compare's folds hold out its test rows; a validation split only exists for --patience.
+    Five rows once failed with "too few rows for --val-fraction 0.1", whose advice (give
+    --val-fraction) was then refused without --patience."""
+    path = tmp_path / "five.csv"
+    path.write_text("x,y\n1,1.5\n2,2.5\n3,2.9\n4,4.2\n5,5.1\n")
+    args = compare.build_parser().parse_args(["--csv", str(path), "--regress", "y", "--folds", "2",
+                                              "--epochs", "2", "--quiet", "--format", "json"])
+    for _ in range(2):  # the same arguments twice: compare leaves them as they were
+        report = compare.compare(args)
+        assert report["n_rows"] == 5 and report["training"]["val_fraction"] is None
+    assert args.val_fraction is None
+    capsys.readouterr()

@@ -287,10 +287,11 @@ def check_classes_in_training_rows(table, tasks, labels, train_rows, *, where=No
                             f"rows; label more rows, or {advice}")
 
 
-def load_dataset(args, *, rng):
+def load_dataset(args, *, rng, hold_out=True):
     """Read the CSV (or bundled Iris) named by the data options, check every role, split the rows.
 
-    ``rng`` draws the split. OptionError for options that do not fit the file, DataError for
+    ``rng`` draws the split (``args.val_fraction`` of the rows); with ``hold_out=False``, every
+    row is a training row (compare holds out folds of its own). OptionError for options that do not fit the file, DataError for
     file content.
     """
     if args.csv is None:
@@ -336,8 +337,11 @@ def load_dataset(args, *, rng):
     for name in regress:
         labels[name] = RegressTarget.fit(table, name).encode(table)  # checks every cell
     strata = labels[classify[0]] if classify else None
-    train_rows, val_rows = split_rows(table.n_rows, args.val_fraction, rng=rng, strata=strata,
-                                      source=table.source)
+    if not hold_out:
+        train_rows, val_rows = np.arange(table.n_rows), np.arange(0)
+    else:
+        train_rows, val_rows = split_rows(table.n_rows, args.val_fraction, rng=rng,
+                                          strata=strata, source=table.source)
     target_scaling = getattr(args, "target_scaling", True)
     tasks = dict(classes)
     for name in regress:

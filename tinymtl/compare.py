@@ -71,15 +71,13 @@ def compare(args, *, stdout=None, stderr=None):
     if args.val_fraction is not None and args.patience is None:
         raise OptionError("--val-fraction applies only with --patience: compare scores every "
                           "model on its fold's held-out rows")
-    if args.val_fraction is None:
-        args.val_fraction = DEFAULT_VAL_FRACTION
 
     def say(text):
         if not args.quiet:
             print(text, file=stderr, flush=True)
 
     split_rng, _ = train.random_streams(args.seed)
-    dataset = cli.load_dataset(args, rng=split_rng)  # checks every option against the file
+    dataset = cli.load_dataset(args, rng=split_rng, hold_out=False)  # folds hold out rows
     table = dataset.table
     first_class = next((n for n, t in dataset.tasks.items() if t.kind == "classify"), None)
     strata = dataset.labels[first_class] if first_class else None
@@ -129,7 +127,8 @@ def run_fold(args, dataset, train_rows, test_rows, *, seed, fold, where):
     if args.patience is not None:  # early stopping watches a validation split of the training rows
         first_class = next((n for n, t in dataset.tasks.items() if t.kind == "classify"), None)
         strata = dataset.labels[first_class][train_rows] if first_class else None
-        inner_fit, inner_val = split_rows(len(train_rows), args.val_fraction, strata=strata,
+        val_fraction = DEFAULT_VAL_FRACTION if args.val_fraction is None else args.val_fraction
+        inner_fit, inner_val = split_rows(len(train_rows), val_fraction, strata=strata,
                                           rng=np.random.default_rng([seed, fold, 1]),
                                           source=f"{dataset.table.source} ({where})")
         fit_rows, val_rows = train_rows[inner_fit], train_rows[inner_val]
@@ -229,6 +228,9 @@ def summarise(args, dataset, scores):
                          "batch_size": args.batch_size, "lr": args.lr,
                          "lr_schedule": args.lr_schedule, "momentum": args.momentum,
                          "weight_decay": args.weight_decay, "patience": args.patience,
+                         "val_fraction": None if args.patience is None else (
+                             DEFAULT_VAL_FRACTION if args.val_fraction is None
+                             else args.val_fraction),
                          "weighting": args.weighting, "target_scaling": dataset.target_scaling},
             "tasks": tasks}
 
