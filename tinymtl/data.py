@@ -159,11 +159,21 @@ def parse_csv(lines, source):
 
     Blank lines are skipped; every other row must have as many fields as the header.
     """
-    reader = csv.reader(lines, strict=True)  # strict: a quote left open is an error, not a field
+    first_lines = []  # the file's first lines, kept for the error of another delimiter
+
+    def remembered(lines):
+        for line in lines:
+            if len(first_lines) < 16:
+                first_lines.append(line)
+            yield line
+
+    # strict: a quote left open is an error, not a field that swallows the rest of the file
+    reader = csv.reader(remembered(lines), strict=True)
     first_line = 1  # of the record being read: a quoted field may span lines
     try:
         header = next(reader, None)
         while header is not None and not any(cell.strip() for cell in header):
+            first_line = reader.line_num + 1
             header = next(reader, None)  # leading blank lines
         if header is None:
             raise DataError(f"{source}: the file is empty; expected a header row of column names")
@@ -189,6 +199,13 @@ def parse_csv(lines, source):
             rows.append(row)
             lines_of_rows.append(start)
     except csv.Error as err:
+        header_text = next((line for line in first_lines if line.strip()), "")
+        for delimiter, word in OTHER_DELIMITERS.items():  # quoted cells, split by ; or a tab
+            if "," not in header_text and delimiter in header_text:
+                raise DataError(f"{source}: line {first_lines.index(header_text) + 1}: the header "
+                                f"has no commas but {word}s: the file looks {word}-separated; "
+                                f"tinymtl reads comma-separated files, so save it with commas "
+                                f"between the columns") from None
         if reader.line_num > first_line:  # the record ran on over lines: a quote left open?
             raise DataError(f"{source}: line {first_line}: malformed CSV ({err}) in a quoted field "
                             f"that runs on to line {reader.line_num}; is a quote left open?") from None
