@@ -23,9 +23,12 @@ def data(n=24, seed=0):
      r"weighting 'gradnorm' takes the options \['alpha', 'weight_lr'\], got unknown \['alfa'\]"),
     ({"weighting": "dwa", "weighting_options": {"temp": 2.0}}, "unknown"),
     ({"weighting": "fixed", "weighting_options": {"alpha": 1.0}}, "takes no options"),
+    ({"weighting": ["fixed"]}, "weighting must be one of"),
     ({"weighting": "gradnorm", "weighting_options": {"alpha": "1"}},
      "gradnorm alpha must be a finite number >= 0, got '1'"),
     ({"weighting": "dwa", "weighting_options": {"temperature": 10 ** 400}},
+     "dwa temperature must be a finite number > 0"),
+    ({"weighting": "dwa", "weighting_options": {"temperature": np.float32("inf")}},
      "dwa temperature must be a finite number > 0"),
 ])
 def test_bad_constructor_arguments_are_value_errors_naming_them(kwargs, words):
@@ -116,3 +119,12 @@ def test_warnings_are_not_raised_by_the_checks_on_large_finite_float32_values():
     targets = {"kind": np.zeros(4, int), "size": np.full(4, 3e38, np.float32)}
     from tinymtl.network import _fully_labelled
     assert _fully_labelled(HEADS["size"], targets["size"])
+
+
+def test_numpy_scalars_are_numbers():
+    net = MultiTaskNet(np.int64(3), hidden=[np.int64(4)], heads=HEADS, weighting="gradnorm",
+                       weighting_options={"alpha": np.float32(1.5)})
+    assert net.weighting.alpha == 1.5
+    X, targets = data()
+    net.fit(X, targets, epochs=1, lr=np.float32(0.01), momentum=np.float64(0.5),
+            weight_decay=np.array(0.001))

@@ -69,7 +69,7 @@ class LearningCurves:
     def __init__(self, model, X_train, labels_train, X_val, labels_val):
         self.model = model
         self.splits = {"train": (X_train, labels_train), "val": (X_val, labels_val)}
-        # a task's loss on a split without one label of it is no loss (fit reports it as 0)
+        # a task's loss on a split without one label of it is no loss (fit reports it as NaN)
         self.labelled = {split: {name for name, y in labels.items() if has_label(y)}
                          for split, (_, labels) in self.splits.items()}
         self.rows = []

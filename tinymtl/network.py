@@ -569,8 +569,9 @@ class MultiTaskNet:
         so the same seed gives the same training). ``freeze`` and ``trunk_lr``: see
         ``param_groups``; a task without any label in ``targets`` (all -1 or NaN: a head kept
         by ``with_heads``, say) is frozen too. With ``validation=(X_val, targets_val)`` the
-        history also holds ``"val_<task>"`` lists (a task without a label in the targets, or in
-        the validation targets, has NaN there: no loss to show); with ``patience`` as well,
+        history also holds ``"val_<task>"`` lists. A task without any label in ``targets`` has
+        NaN in its training history, and one without a label in the validation targets NaN in
+        its ``"val_<task>"`` list: no loss to show. With ``patience`` as well,
         training stops when the validation loss (the sum of the tasks' unweighted mean losses)
         has not improved for ``patience`` epochs, and the best epoch's parameters are restored.
         ``callback(epoch, history)`` is called after each epoch.

@@ -6,7 +6,6 @@ no update, no momentum and no weight decay.
 """
 
 import math
-import numbers
 
 import numpy as np
 
@@ -30,8 +29,14 @@ def lr_factor(schedule, epoch, epochs):
 
 
 def _check_real(value, name):
-    """ValueError unless ``value`` is a real number (not a string such as "0.1", nor a bool)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    """ValueError unless ``value`` is a number (NumPy's included; not a string such as "0.1",
+    nor a bool)."""
+    try:
+        float(value)
+        is_number = not isinstance(value, (bool, np.bool_, str, bytes))
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond float's range
+        is_number = False
+    if not is_number:
         raise ValueError(f"{name} must be a number, got {value!r}")
 
 

@@ -117,7 +117,7 @@ def _table_number(value):
 
 
 def write(blocks, model, fmt, stream):
-    """Write the rows of ``blocks`` (lists of rows, as ``predict_blocks`` yields them) in ``fmt``.
+    """Write the rows of ``blocks`` (lists of rows, as ``predict_blocks`` returns them) in ``fmt``.
 
     csv and json are written a block at a time; the json text is exactly that of
     ``json.dump(rows, stream, indent=2)`` for all the rows. The table needs every row first, to

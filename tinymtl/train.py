@@ -246,8 +246,8 @@ class Progress:
 
     With ``weights`` (a function returning {task: weight}) each line also shows the current task
     weights, for the methods that adapt or learn them. ``labelled`` ({"train": tasks, "val":
-    tasks}) names the tasks with labels on each split: another task's loss is 0 by definition
-    and shows as n/a.
+    tasks}) names the tasks with labels on each split: another task has no loss there (NaN
+    in fit's history) and shows as n/a.
     """
 
     def __init__(self, epochs, *, quiet=False, verbose=False, stream=None, weights=None,

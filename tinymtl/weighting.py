@@ -43,7 +43,6 @@ surgery applies in training steps only, since a projected gradient is no loss's 
 """
 
 import math
-import numbers
 import sys
 
 import numpy as np
@@ -56,11 +55,14 @@ GRADNORM_MIN_WEIGHT = 1e-6          # GradNorm's floor on a weight, before the r
 
 
 def finite_number(value):
-    """A real number that is a finite float: not a bool, a string, NaN, an infinity or an
-    integer beyond float's range (a model file's JSON may hold one)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    """A number that is a finite float: not a bool, a string, NaN, an infinity or an integer
+    beyond float's range (a model file's JSON may hold one). NumPy scalars count."""
+    if isinstance(value, (bool, np.bool_, str, bytes)):
         return False
-    return abs(value) <= LARGEST  # False for NaN and the infinities
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return False
 
 
 def exp_or_inf(x):
@@ -349,7 +351,7 @@ METHOD_CLASSES = {"fixed": Weighting, "uncertainty": Uncertainty, "gradnorm": Gr
 def make_weighting(method, heads, loss_weights, options=None, rng=None):
     """The Weighting for ``method`` (one of METHODS) with its ``options``; ``rng`` (a numpy
     Generator) is PCGrad's, for the order of its projections."""
-    method_class = METHOD_CLASSES.get(method)
+    method_class = METHOD_CLASSES.get(method) if isinstance(method, str) else None
     if method_class is None:
         raise ValueError(f"weighting must be one of {', '.join(METHODS)}, got {method!r}")
     options = dict(options or {})
