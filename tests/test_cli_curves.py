@@ -57,7 +57,7 @@ def test_early_stopping_saves_the_best_epoch_of_the_history(tmp_path, capsys):
     assert best == int(np.argmin(val_losses)) + 1
     # recompute the validation loss of the model as loaded from the file
     args = train.build_parser().parse_args(argv)
-    dataset = cli.load_dataset(args, rng=train.random_streams(3)[0])
+    dataset = cli.load_dataset(args, rng=cli.random_streams(3)[0])
     X = model.inputs(dataset.table)[dataset.val_rows]
     targets = model.targets(take_targets(dataset.labels, dataset.val_rows))
     saved_loss = sum(model.network.task_losses(X, targets).values())

@@ -59,7 +59,7 @@ def test_the_saved_metrics_are_those_of_the_saved_model(tmp_path, capsys):
     assert train.main(argv) == 0
     assert capsys.readouterr().err == ""
     model = Model.load(path)
-    split_rng, _ = train.random_streams(7)
+    split_rng, _ = cli.random_streams(7)
     val = cli.load_dataset(train.build_parser().parse_args(argv), rng=split_rng).val_rows
     iris = read_bundled().take(val)
     assert model.evaluate(model.inputs(iris), model.labels(iris)) == model.metrics
@@ -70,7 +70,7 @@ def test_the_saved_metrics_are_those_of_the_saved_model(tmp_path, capsys):
 def test_the_validation_split_is_stratified_on_the_first_classify_column(seed):
     """Iris by default: 10% of 150 rows, 15, held out; stratified on species, 5 of each."""
     args = train.build_parser().parse_args(["--seed", str(seed)])
-    dataset = cli.load_dataset(args, rng=train.random_streams(seed)[0])
+    dataset = cli.load_dataset(args, rng=cli.random_streams(seed)[0])
     assert len(dataset.val_rows) == 15 and len(dataset.train_rows) == 135
     species = dataset.labels["species"]
     assert np.bincount(species[dataset.val_rows], minlength=3).tolist() == [5, 5, 5]

@@ -286,7 +286,7 @@ def test_fit_has_the_command_lines_defaults():
     """One set of defaults: MultiTaskNet.fit's are python -m tinymtl.train's."""
     import inspect
 
-    from tinymtl.train import DEFAULTS
+    from tinymtl.cli import DEFAULTS
     signature = inspect.signature(MultiTaskNet.fit).parameters
     for name, value in DEFAULTS.items():
         if name != "hidden":  # the network's, not fit's

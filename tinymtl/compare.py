@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from . import cli, train
+from . import cli
 from .data import fold_rows, split_rows, take_targets
 from .errors import DataError, OptionError, TrainingDiverged
 from .heads import has_label
@@ -44,7 +44,7 @@ def build_parser():
                     "over cross-validation folds and seeds, on the same data options as train.",
         epilog="With no arguments, compares on the bundled Iris data (species and petal_width).")
     cli.add_data_options(parser)
-    train.add_training_options(parser)
+    cli.add_training_options(parser)
     group = parser.add_argument_group("comparison")
     group.add_argument("--folds", type=cli.at_least_two, default=5,
                        help="k of k-fold cross-validation (at least 2): every row is scored once per seed")
@@ -76,7 +76,7 @@ def compare(args, *, stdout=None, stderr=None):
         if not args.quiet:
             print(text, file=stderr, flush=True)
 
-    split_rng, _ = train.random_streams(args.seed)
+    split_rng, _ = cli.random_streams(args.seed)
     dataset = cli.load_dataset(args, rng=split_rng, hold_out=False)  # folds hold out rows
     table = dataset.table
     first_class = next((n for n, t in dataset.tasks.items() if t.kind == "classify"), None)
@@ -134,12 +134,12 @@ def run_fold(args, dataset, train_rows, test_rows, *, seed, fold, where):
         fit_rows, val_rows = train_rows[inner_fit], train_rows[inner_val]
     data = dataset.split(fit_rows, test_rows, where)  # features, targets scaled on fit rows only
     features = cli.fit_features(data)
-    balance = train.network_options(args, data)
+    balance = cli.network_options(args, data)
     test_labels = take_targets(data.labels, test_rows)
 
     def fit_and_score(tasks, options, label):
         # The same seed for every model of a run: the same initial trunk and batch order.
-        model = Model.build(features, tasks, hidden=train.hidden_of(args),
+        model = Model.build(features, tasks, hidden=cli.hidden_of(args),
                             rng=np.random.default_rng([seed, fold]), **options)
         X = model.inputs(data.table)
         targets = model.targets({name: data.labels[name] for name in tasks})
@@ -150,7 +150,7 @@ def run_fold(args, dataset, train_rows, test_rows, *, seed, fold, where):
                             f"--patience hold no label of {', '.join(tasks)}; raise "
                             f"--val-fraction or drop --patience")
         try:
-            model.network.fit(X[fit_rows], take_targets(targets, fit_rows), **train.fit_options(args),
+            model.network.fit(X[fit_rows], take_targets(targets, fit_rows), **cli.fit_options(args),
                               validation=validation)
         except TrainingDiverged as err:
             if not data.target_scaling and any(t.kind == "regress" for t in tasks.values()):
@@ -224,7 +224,7 @@ def summarise(args, dataset, scores):
     return {"source": dataset.table.source, "n_rows": int(dataset.table.n_rows),
             "folds": args.folds, "seeds": list(range(args.seed, args.seed + args.seeds)),
             "runs": args.folds * args.seeds,
-            "training": {"hidden": list(train.hidden_of(args)), "epochs": args.epochs,
+            "training": {"hidden": list(cli.hidden_of(args)), "epochs": args.epochs,
                          "batch_size": args.batch_size, "lr": args.lr,
                          "lr_schedule": args.lr_schedule, "momentum": args.momentum,
                          "weight_decay": args.weight_decay, "patience": args.patience,

@@ -17,21 +17,10 @@ import numpy as np
 
 from . import cli, curves, transfer
 from .data import take_targets
-from .errors import DataError, OptionError, TinyMTLError, TrainingDiverged
+from .errors import DataError, TinyMTLError, TrainingDiverged
 from .heads import Classify
 from .model import Model
 from .network import MultiTaskNet
-from .optim import LR_SCHEDULES
-from .weighting import METHODS
-
-# Chosen by measurement against scikit-learn's MLP on synthetic CSVs of 250-500 rows (nonlinear
-# classes, nonlinear regression, text + numeric features): weight decay 0.01 closed most of the gap
-# (1e-4: 0.03-0.05 behind; 0.01: within 0.02), 10% validation rather than 20% the rest. Then on
-# 37 targets of 34 CSVs (150-5,000 rows): a constant rate of 0.01 left the last epoch's weights
-# noisy from 3,000 rows on (-0.044 R^2); falling along a cosine it trails by 0.012 at worst.
-DEFAULTS = {"hidden": (64, 64), "epochs": 300, "batch_size": 16, "lr": 0.01,
-            "lr_schedule": "cosine", "momentum": 0.9, "weight_decay": 0.01}  # fit's own defaults
-
 
 PROG = "python -m tinymtl.train"
 
@@ -44,7 +33,7 @@ def build_parser():
         epilog="With no arguments, trains on the bundled Iris data (species and petal_width from "
                "the other three measurements) and writes model.npz.")
     cli.add_data_options(parser)
-    add_training_options(parser)
+    cli.add_training_options(parser)
     transfer.add_transfer_options(parser)
     output = parser.add_argument_group("output")
     output.add_argument("--out", metavar="PATH", default="model.npz",
@@ -61,105 +50,6 @@ def build_parser():
     noise.add_argument("--quiet", action="store_true", help="no progress on stderr")
     noise.add_argument("--verbose", action="store_true", help="progress after every epoch")
     return parser
-
-
-def add_training_options(parser):
-    """--hidden, --epochs, --batch-size, --lr, --momentum, --weight-decay, --patience, and the
-    task-balance options --weighting, --loss-weight, --gradnorm-alpha, --dwa-temperature,
-    --class-weight (``network_options`` and ``fit_options`` read them back)."""
-    group = parser.add_argument_group("training")
-    group.add_argument("--hidden", type=cli.hidden_sizes, metavar="W,W,...",
-                       help="widths of the shared trunk's hidden layers (units); 'none' puts the "
-                            f"heads on the inputs (default: {','.join(map(str, DEFAULTS['hidden']))}"
-                            "; with --from, the source trunk's)")
-    group.add_argument("--epochs", type=cli.positive_int, default=DEFAULTS["epochs"],
-                       help="passes over the training rows (at most, with --patience)")
-    group.add_argument("--batch-size", type=cli.positive_int, default=DEFAULTS["batch_size"],
-                       help="rows per SGD step")
-    group.add_argument("--lr", type=cli.positive_float, default=DEFAULTS["lr"],
-                       help="SGD learning rate (step size per unit of gradient)")
-    group.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=DEFAULTS["lr_schedule"],
-                       help="learning rate over the epochs: constant, or cosine (from --lr in the "
-                            "first epoch down to nearly 0 in the last)")
-    group.add_argument("--momentum", type=cli.momentum, default=DEFAULTS["momentum"],
-                       help="SGD momentum, in [0, 1)")
-    group.add_argument("--weight-decay", type=cli.non_negative_float, default=DEFAULTS["weight_decay"],
-                       help="L2 penalty on the weights (per unit of weight)")
-    group.add_argument("--patience", type=cli.positive_int, metavar="N",
-                       help="early stopping: stop when the validation loss (the sum of the tasks' "
-                            "unweighted mean losses) has not improved for N epochs, and keep the "
-                            "best epoch's weights (default: train every epoch, keep the last)")
-    balance = parser.add_argument_group("task balance")
-    balance.add_argument("--weighting", choices=METHODS, default="fixed",
-                         help="how the tasks' losses combine: fixed weights; learned uncertainty "
-                              "weights (Kendall et al. 2018); GradNorm (Chen et al. 2018); "
-                              "Dynamic Weight Average (Liu et al. 2019); PCGrad gradient surgery "
-                              "(Yu et al. 2020)")
-    balance.add_argument("--loss-weight", metavar="TASK=W", type=cli.task_weight, action="extend",
-                         nargs="+", default=[],
-                         help="a task's loss weight, >= 0 (default 1; repeatable: "
-                              "--loss-weight species=1 petal_width=0.5); with gradnorm and dwa it "
-                              "multiplies the adapted weight; uncertainty learns its own")
-    balance.add_argument("--gradnorm-alpha", type=cli.non_negative_float, metavar="ALPHA",
-                         help="GradNorm's asymmetry: 0 equalises the tasks' gradient norms, "
-                              "larger values push harder on tasks that train slower "
-                              "(default 1.5, the paper's)")
-    balance.add_argument("--dwa-temperature", type=cli.positive_float, metavar="T",
-                         help="DWA's temperature: larger values give more even weights "
-                              "(default 2, the paper's)")
-    balance.add_argument("--class-weight", metavar="TASK=SPEC", type=cli.class_weight_spec,
-                         action="extend", nargs="+", default=[],
-                         help="class weights of a classification task, for imbalanced labels: "
-                              "TASK=balanced (n_rows / (n_classes * rows of the class), over the "
-                              "training rows) or TASK=CLASS:W,CLASS:W (unnamed classes weigh 1)")
-
-
-def network_options(args, dataset):
-    """The MultiTaskNet options the task-balance arguments ask for: a dict for ``Model.build``.
-
-    OptionError for a task or class the data does not have, or an option the method ignores.
-    """
-    tasks = dataset.tasks
-    loss_weights = {}
-    for name, weight in args.loss_weight:
-        _check_task(name, tasks, "--loss-weight")
-        loss_weights[name] = weight
-    if all(loss_weights.get(name, 1.0) == 0 for name in tasks):
-        raise OptionError("--loss-weight gives every task weight 0, so training would learn "
-                          "nothing; give at least one task a weight > 0")
-    if loss_weights and args.weighting == "uncertainty":
-        raise OptionError("--loss-weight does not apply to --weighting uncertainty, which learns "
-                          "every task's weight; drop --loss-weight or choose another method")
-    options = {}
-    for option, value, method, key in (("--gradnorm-alpha", args.gradnorm_alpha, "gradnorm", "alpha"),
-                                       ("--dwa-temperature", args.dwa_temperature, "dwa", "temperature")):
-        if value is None:
-            continue
-        if args.weighting != method:
-            raise OptionError(f"{option} applies to --weighting {method} only "
-                              f"(the weighting is {args.weighting})")
-        options[key] = value
-    class_weights = {}
-    for name, spec in args.class_weight:
-        _check_task(name, tasks, "--class-weight")
-        task = tasks[name]
-        if task.kind != "classify":
-            raise OptionError(f"--class-weight {name}: {name} is a regression task; class weights "
-                              f"apply to --classify tasks")
-        if spec == "balanced":
-            class_weights[name] = balanced_class_weights(dataset.labels[name][dataset.train_rows],
-                                                         len(task.classes))
-            continue
-        unknown = [label for label in spec if label not in task.classes]
-        if unknown:
-            raise OptionError(f"--class-weight {name}: no class {unknown[0]!r} in column {name}; "
-                              f"its classes are {', '.join(task.classes)}")
-        class_weights[name] = tuple(spec.get(label, 1.0) for label in task.classes)
-        if not any(class_weights[name]):
-            raise OptionError(f"--class-weight {name}: every class has weight 0, so task {name} "
-                              f"would learn nothing; give at least one class a weight > 0")
-    return {"loss_weights": loss_weights, "weighting": args.weighting,
-            "weighting_options": options, "class_weights": class_weights}
 
 
 def identifier_like(dataset, features):
@@ -190,21 +80,8 @@ def quantity_like(dataset):
     return found
 
 
-def _check_task(name, tasks, option):
-    if name not in tasks:
-        raise OptionError(f"{option} {name}: no task {name!r}; the tasks are {', '.join(tasks)}")
-
-
-def balanced_class_weights(labels, n_classes):
-    """scikit-learn's "balanced" weights: n_labelled / (n_classes * count of the class), one per
-    class, from class indices (-1 = no label); a class absent from ``labels`` weighs 1."""
-    labels = labels[labels >= 0]
-    counts = np.bincount(labels, minlength=n_classes)
-    return tuple(len(labels) / (n_classes * int(c)) if c else 1.0 for c in counts)
-
-
 def rebalanced(network, balance, rng):
-    """``network`` with the task-balance options ``balance`` (from ``network_options``) applied.
+    """``network`` with the task-balance options ``balance`` (``cli.network_options``) applied.
 
     Transfer learning (``--from``) builds its network with fixed unit weights and no class
     weights; this returns a network of the same architecture, every parameter copied, that
@@ -226,19 +103,6 @@ def rebalanced(network, balance, rng):
             p[...] = source[name]
     net.shuffle_rng = network.shuffle_rng
     return net
-
-
-def hidden_of(args):
-    """The trunk widths --hidden asks for, or the default when it is left out (args.hidden is
-    None then, so that --from can tell a width given from the default)."""
-    return DEFAULTS["hidden"] if args.hidden is None else args.hidden
-
-
-def fit_options(args):
-    """The MultiTaskNet.fit options the training arguments ask for (no data, no callback)."""
-    return {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-            "lr_schedule": args.lr_schedule, "momentum": args.momentum,
-            "weight_decay": args.weight_decay, "patience": args.patience}
 
 
 class Progress:
@@ -285,11 +149,6 @@ def format_weights(weights):
     return "  ".join(f"{name} {weight:.4g}" for name, weight in weights.items())
 
 
-def random_streams(seed):
-    """(split_rng, net_rng): independent streams for the validation split and the network."""
-    return np.random.default_rng(seed).spawn(2)
-
-
 def train(args, *, stdout=None):
     """Train as ``args`` says and save the model; returns the Model (with its metrics).
 
@@ -311,11 +170,11 @@ def train(args, *, stdout=None):
     if args.plot is not None:
         curves.check_plot_path(args.plot)
         cli.check_output_path(args.plot, "--plot")
-    split_rng, net_rng = random_streams(args.seed)
+    split_rng, net_rng = cli.random_streams(args.seed)
     dataset = cli.load_dataset(args, rng=split_rng)
-    balance = network_options(args, dataset)
+    balance = cli.network_options(args, dataset)
     if args.source is None:
-        model = Model.build(cli.fit_features(dataset), dataset.tasks, hidden=hidden_of(args),
+        model = Model.build(cli.fit_features(dataset), dataset.tasks, hidden=cli.hidden_of(args),
                             rng=net_rng, **balance)
         transfer_fit, origin = {}, None
     else:  # transfer learning: the source's trunk and features, new heads
@@ -371,7 +230,7 @@ def train(args, *, stdout=None):
                         f"label of any task, so there is no validation loss to watch; raise "
                         f"--val-fraction or drop --patience")
     targets_val = take_targets(targets, val_rows)
-    options = fit_options(args)
+    options = cli.fit_options(args)
     progress.start = time.perf_counter()
     try:
         history = network.fit(X[train_rows], take_targets(targets, train_rows), **options,
