@@ -30,6 +30,8 @@ def data(n=24, seed=0):
      "dwa temperature must be a finite number > 0"),
     ({"weighting": "dwa", "weighting_options": {"temperature": np.float32("inf")}},
      "dwa temperature must be a finite number > 0"),
+    ({"weighting": "dwa", "weighting_options": {"temperature": np.array("2")}},
+     "dwa temperature must be a finite number > 0"),
 ])
 def test_bad_constructor_arguments_are_value_errors_naming_them(kwargs, words):
     with pytest.raises(ValueError, match=words):
@@ -42,6 +44,11 @@ def test_bad_constructor_arguments_are_value_errors_naming_them(kwargs, words):
     ({"momentum": "0.9"}, "momentum must be a number"),
     ({"weight_decay": None}, "weight_decay must be a number"),
     ({"lr": True}, "lr must be a number"),
+    ({"lr": np.array(True)}, "lr must be a number"),
+    ({"lr": np.array("0.01")}, "lr must be a number"),
+    ({"momentum": np.array("0.5")}, "momentum must be a number"),
+    ({"lr": np.complex128(0.5)}, "lr must be a number"),
+    ({"lr": 10 ** 400}, "lr must be a number"),
     ({"freeze": 3}, "freeze must be a list of names"),
     ({"freeze": ["trunk", "nope"]}, r"freeze names unknown groups \['nope'\]"),
 ])
@@ -128,3 +135,10 @@ def test_numpy_scalars_are_numbers():
     X, targets = data()
     net.fit(X, targets, epochs=1, lr=np.float32(0.01), momentum=np.float64(0.5),
             weight_decay=np.array(0.001))
+
+
+def test_with_heads_takes_new_options_for_the_same_method_or_another_method():
+    net = MultiTaskNet(3, heads=HEADS, weighting="gradnorm", weighting_options={"alpha": 0.5})
+    assert net.with_heads(keep=["kind"], weighting_options={"alpha": 3.0}).weighting.alpha == 3.0
+    dwa = net.with_heads(keep=["kind"], weighting="dwa")
+    assert dwa.weighting.method == "dwa" and dwa.weighting.temperature == 2.0

@@ -423,3 +423,23 @@ def test_the_transfer_weighs_its_tasks_as_asked_not_as_the_source_did(tmp_path, 
                        *FAST, "--out", str(out)]) == 0
     model = Model.load(out)
     assert model.network.weighting.method == expected == model.training["weighting"]
+
+
+def test_kept_heads_are_weighed_as_this_run_asks_not_as_the_source_was(tmp_path, out):
+    """A source trained with --loss-weight kind=0 and class weights: kept with --keep-heads, its
+    head trains at weight 1 and without those class weights unless this run gives them."""
+    csv = write_related_csv(tmp_path / "source.csv", 120, SOURCE_COLUMNS, seed=1)
+    source = tmp_path / "weighted.npz"
+    classes = read_csv(csv).column("kind")
+    assert train.main(["--csv", csv, "--classify", "kind", "--regress", "size", "--hidden", "8",
+                       "--loss-weight", "kind=0", "--class-weight", f"kind={classes[0]}:5",
+                       *FAST, "--out", str(source)]) == 0
+    assert Model.load(source).network.heads["kind"].class_weights is not None
+    assert train.main(["--csv", csv, "--classify", "kind", "--from", str(source), "--keep-heads",
+                       *FAST, "--out", str(out)]) == 0
+    network = Model.load(out).network
+    assert network.loss_weights == {"kind": 1.0, "size": 1.0}
+    assert network.heads["kind"].class_weights is None
+    assert train.main(["--csv", csv, "--classify", "kind", "--from", str(source), "--keep-heads",
+                       "--loss-weight", "kind=0.5", *FAST, "--out", str(out)]) == 0
+    assert Model.load(out).network.loss_weights == {"kind": 0.5, "size": 1.0}

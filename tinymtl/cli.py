@@ -294,8 +294,8 @@ def load_dataset(args, *, rng, hold_out=True):
     """Read the CSV (or bundled Iris) named by the data options, check every role, split the rows.
 
     ``rng`` draws the split (``args.val_fraction`` of the rows); with ``hold_out=False``, every
-    row is a training row (compare holds out folds of its own). OptionError for options that do not fit the file, DataError for
-    file content.
+    row is a training row (compare holds out folds of its own). OptionError for options that
+    do not fit the file, DataError for file content.
     """
     if args.csv is None:
         table = read_bundled("iris.csv")

@@ -170,6 +170,7 @@ def parse_csv(lines, source):
     # strict: a quote left open is an error, not a field that swallows the rest of the file
     reader = csv.reader(remembered(lines), strict=True)
     first_line = 1  # of the record being read: a quoted field may span lines
+    rows, lines_of_rows = [], []
     try:
         header = next(reader, None)
         while header is not None and not any(cell.strip() for cell in header):
@@ -183,7 +184,7 @@ def parse_csv(lines, source):
                 raise DataError(f"{source}: line {reader.line_num}: column {i + 1} of the header has no name")
             if name in names[:i]:
                 raise DataError(f'{source}: line {reader.line_num}: column name "{name}" appears twice')
-        rows, lines_of_rows, header_line = [], [], reader.line_num
+        header_line = reader.line_num
         first_line = header_line + 1  # of the next record: a quoted field may span lines
         for row in reader:
             start, first_line = first_line, reader.line_num + 1
@@ -200,8 +201,9 @@ def parse_csv(lines, source):
             lines_of_rows.append(start)
     except csv.Error as err:
         header_text = next((line for line in first_lines if line.strip()), "")
+        early = not rows  # in the header or the first row: where another delimiter shows
         for delimiter, word in OTHER_DELIMITERS.items():  # quoted cells, split by ; or a tab
-            if "," not in header_text and delimiter in header_text:
+            if early and "," not in header_text and delimiter in header_text:
                 raise DataError(f"{source}: line {first_lines.index(header_text) + 1}: the header "
                                 f"has no commas but {word}s: the file looks {word}-separated; "
                                 f"tinymtl reads comma-separated files, so save it with commas "

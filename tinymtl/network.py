@@ -722,7 +722,7 @@ class MultiTaskNet:
         """A new network with a copy of this trunk, the heads named in ``keep`` (weights copied)
         and fresh ``heads`` ({name: Classify | Regress}); dropped heads are those not kept.
         The new network combines its tasks' losses by ``weighting`` with ``weighting_options``;
-        by default, by this one's method and options (the uncertainty method's learned weights
+        by default, by this one's method (and, unless given, its options) (the uncertainty method's learned weights
         start afresh). ``seed`` or ``rng`` (a numpy
         Generator) draws the new heads' initial weights and the batch order, as in the
         constructor."""
@@ -738,7 +738,7 @@ class MultiTaskNet:
                            loss_weights={n: w for n, w in self.loss_weights.items() if n in keep},
                            weighting=self.weighting.method if weighting is None else weighting,
                            weighting_options=(self.weighting_options if weighting is None
-                                              else weighting_options))
+                                              and weighting_options is None else weighting_options))
         source, target = self.parameters(), net.parameters()
         for name in target:
             if name.startswith("trunk.") or name.split(".")[1] in keep:

@@ -29,14 +29,10 @@ def lr_factor(schedule, epoch, epochs):
 
 
 def _check_real(value, name):
-    """ValueError unless ``value`` is a number (NumPy's included; not a string such as "0.1",
-    nor a bool)."""
-    try:
-        float(value)
-        is_number = not isinstance(value, (bool, np.bool_, str, bytes))
-    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond float's range
-        is_number = False
-    if not is_number:
+    """ValueError unless ``value`` is one real number: a Python or NumPy int or float, or a 0-d
+    array of one (not a string such as "0.1", a bool or a complex number)."""
+    array = None if isinstance(value, (str, bytes)) else np.asarray(value)
+    if array is None or array.ndim != 0 or array.dtype.kind not in "iuf":
         raise ValueError(f"{name} must be a number, got {value!r}")
 
 

@@ -83,20 +83,23 @@ def quantity_like(dataset):
 def rebalanced(network, balance, rng):
     """``network`` with the task-balance options ``balance`` (``cli.network_options``) applied.
 
-    Transfer learning (``--from``) builds its network with fixed unit weights and no class
-    weights; this returns a network of the same architecture, every parameter copied, that
-    weighs its tasks as asked (the uncertainty method's log-variances start as its ``init``
-    says). The batch order is kept; ``rng`` (a numpy Generator, from --seed) seeds the rest,
-    such as the order of PCGrad's projections.
+    Transfer learning (``--from``) builds its network with fixed weighting, and heads kept from
+    the source keep their loss and class weights there; this returns a network of the same
+    architecture, every parameter copied, that weighs its tasks exactly as this run asks: unit
+    loss weights and no class weights unless given (the uncertainty method's log-variances
+    start as its ``init`` says). The batch order is kept; ``rng`` (a numpy Generator, from
+    --seed) seeds the rest, such as the order of PCGrad's projections.
     """
-    if balance["weighting"] == "fixed" and not balance["loss_weights"] and not balance["class_weights"]:
-        return network
-    heads = {name: (Classify(head.n_classes, balance["class_weights"].get(name, head.class_weights))
+    heads = {name: (Classify(head.n_classes, balance["class_weights"].get(name))
                     if head.kind == "classify" else head)
              for name, head in network.heads.items()}
-    net = MultiTaskNet(network.n_inputs, network.hidden, heads, rng=rng,
-                       dtype=network.dtype, loss_weights={**network.loss_weights, **balance["loss_weights"]},
-                       weighting=balance["weighting"], weighting_options=balance["weighting_options"])
+    loss_weights = {name: balance["loss_weights"].get(name, 1.0) for name in network.heads}
+    if (network.weighting.method == balance["weighting"] == "fixed" and heads == network.heads
+            and loss_weights == network.loss_weights):
+        return network  # already as asked
+    net = MultiTaskNet(network.n_inputs, network.hidden, heads, rng=rng, dtype=network.dtype,
+                       loss_weights=loss_weights, weighting=balance["weighting"],
+                       weighting_options=balance["weighting_options"])
     source = network.parameters()
     for name, p in net.parameters().items():
         if name in source:

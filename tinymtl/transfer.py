@@ -142,7 +142,8 @@ def _with_new_tasks(source, dataset, kept, *, rng):
         if name in dataset.tasks:
             _check_same_task(name, source.tasks[name], dataset.tasks[name], dataset.table.source)
     new = {name: _head_for(task) for name, task in dataset.tasks.items() if name not in kept}
-    # fixed unit weights, whatever the source trained with: train applies --weighting after
+    # fixed weighting, whatever the source trained with: train's rebalanced() then weighs the
+    # tasks as this run asks
     network = source.network.with_heads(new, keep=kept, rng=rng, weighting="fixed")
     tasks = {name: source.tasks[name] if name in kept else dataset.tasks[name]
              for name in network.heads}

@@ -55,14 +55,13 @@ GRADNORM_MIN_WEIGHT = 1e-6          # GradNorm's floor on a weight, before the r
 
 
 def finite_number(value):
-    """A number that is a finite float: not a bool, a string, NaN, an infinity or an integer
-    beyond float's range (a model file's JSON may hold one). NumPy scalars count."""
-    if isinstance(value, (bool, np.bool_, str, bytes)):
-        return False
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError, OverflowError):
-        return False
+    """One real number, finite: a Python or NumPy int or float, or a 0-d array of one; not a
+    bool, a string, NaN, an infinity or an integer beyond float's range (a model file's JSON
+    may hold one)."""
+    array = None if isinstance(value, (str, bytes)) else np.asarray(value)
+    if array is None or array.ndim != 0 or array.dtype.kind not in "iuf":
+        return False  # a huge Python int becomes an object array: refused here too
+    return bool(np.isfinite(array))
 
 
 def exp_or_inf(x):
