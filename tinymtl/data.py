@@ -204,10 +204,8 @@ def parse_csv(lines, source):
         early = not rows  # in the header or the first row: where another delimiter shows
         for delimiter, word in OTHER_DELIMITERS.items():  # quoted cells, split by ; or a tab
             if early and "," not in header_text and delimiter in header_text:
-                raise DataError(f"{source}: line {first_lines.index(header_text) + 1}: the header "
-                                f"has no commas but {word}s: the file looks {word}-separated; "
-                                f"tinymtl reads comma-separated files, so save it with commas "
-                                f"between the columns") from None
+                raise _delimiter_error(f"{source}: line {first_lines.index(header_text) + 1}",
+                                       word, f"the header has no commas but {word}s") from None
         if reader.line_num > first_line:  # the record ran on over lines: a quote left open?
             raise DataError(f"{source}: line {first_line}: malformed CSV ({err}) in a quoted field "
                             f"that runs on to line {reader.line_num}; is a quote left open?") from None
@@ -226,9 +224,14 @@ def _check_delimiter(names, first_row, where):
     for delimiter, word in OTHER_DELIMITERS.items():
         n_fields = len(names[0].split(delimiter))
         if n_fields > 1 and len(",".join(first_row).split(delimiter)) == n_fields:
-            raise DataError(f"{where}: the header {names[0]!r} has no commas but {n_fields - 1} "
-                            f"{word}s: the file looks {word}-separated; tinymtl reads "
-                            f"comma-separated files, so save it with commas between the columns")
+            raise _delimiter_error(where, word, f"the header {names[0]!r} has no commas but "
+                                                f"{n_fields - 1} {word}s")
+
+
+def _delimiter_error(where, word, evidence):
+    """The DataError for a file that looks ``word``-separated (tab, semicolon)."""
+    return DataError(f"{where}: {evidence}: the file looks {word}-separated; tinymtl reads "
+                     f"comma-separated files, so save it with commas between the columns")
 
 
 # ------------------------------------------------------------------------------------------------
