@@ -722,8 +722,8 @@ class MultiTaskNet:
         """A new network with a copy of this trunk, the heads named in ``keep`` (weights copied)
         and fresh ``heads`` ({name: Classify | Regress}); dropped heads are those not kept.
         The new network combines its tasks' losses by ``weighting`` with ``weighting_options``;
-        by default, by this one's method (and, unless given, its options) (the uncertainty method's learned weights
-        start afresh). ``seed`` or ``rng`` (a numpy
+        by default, by this one's method, with its options unless others are given (the
+        uncertainty method's learned weights start afresh). ``seed`` or ``rng`` (a numpy
         Generator) draws the new heads' initial weights and the batch order, as in the
         constructor."""
         heads = dict(heads or {})
