@@ -142,3 +142,10 @@ def test_with_heads_takes_new_options_for_the_same_method_or_another_method():
     assert net.with_heads(keep=["kind"], weighting_options={"alpha": 3.0}).weighting.alpha == 3.0
     dwa = net.with_heads(keep=["kind"], weighting="dwa")
     assert dwa.weighting.method == "dwa" and dwa.weighting.temperature == 2.0
+
+
+def test_loss_weights_take_numbers_as_the_other_arguments_do():
+    net = MultiTaskNet(3, heads=HEADS, loss_weights={"kind": np.array(0.5), "size": np.float32(2)})
+    assert net.loss_weights == {"kind": 0.5, "size": 2.0}
+    with pytest.raises(ValueError, match=r'loss_weights\["kind"\] must be a finite number >= 0'):
+        MultiTaskNet(3, heads=HEADS, loss_weights={"kind": np.array(True)})

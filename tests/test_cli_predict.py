@@ -387,3 +387,9 @@ def test_a_file_error_not_caught_where_the_file_was_opened_is_one_line(capsys, m
     assert predict.main(["--model", "/some/model.npz", "5.1,3.5,1.4"]) == 1
     err = capsys.readouterr().err
     assert err.splitlines() == ["python -m tinymtl.predict: error: /some/model.npz: Permission denied"]
+
+
+def test_the_table_shows_large_values_to_six_significant_digits():
+    from tinymtl.predict import _table_number
+    assert [_table_number(v) for v in (0.25, 9999.5, 30474.16, -123456.7, 2.5e12)] == \
+        ["0.2500", "9999.5000", "30474.2", "-123457", "2.5e+12"]

@@ -25,7 +25,7 @@ from .heads import Classify, Regress, has_label
 from .layers import Dense, ReLU
 from .losses import Scratch
 from .optim import SGD, ParamGroup, lr_factor
-from .weighting import make_weighting, project_conflicts
+from .weighting import finite_number, make_weighting, project_conflicts
 
 
 class _Workspace:
@@ -779,7 +779,7 @@ class MultiTaskNet:
         for name, weight in (loss_weights or {}).items():
             if name not in self.heads:
                 raise ValueError(f"loss_weights names unknown task {name!r}: tasks are {list(self.heads)}")
-            if not isinstance(weight, numbers.Real) or not (math.isfinite(weight) and weight >= 0):
+            if not (finite_number(weight) and weight >= 0):
                 raise ValueError(f'loss_weights["{name}"] must be a finite number >= 0, got {weight!r}')
             weights[name] = float(weight)
         if not any(weights.values()):

@@ -112,8 +112,9 @@ def flatten(row, model):
 
 
 def _table_number(value):
-    """4 decimals, as probabilities read best; 6 significant digits for very large values."""
-    return f"{value:.4f}" if abs(value) < 1e9 else f"{value:.6g}"
+    """4 decimals, as probabilities read best; 6 significant digits from 10,000 on, where 4
+    decimals would show digits that a float32 output does not have (30474.1600)."""
+    return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.6g}"
 
 
 def write(blocks, model, fmt, stream):
