@@ -28,11 +28,17 @@ def lr_factor(schedule, epoch, epochs):
     raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {schedule!r}")
 
 
+def is_number(value):
+    """Whether ``value`` is one real number: a Python or NumPy int or float, or a 0-d array of
+    one; not a string such as "0.1", a bool, a complex number or an int beyond float's range."""
+    if isinstance(value, (str, bytes)):
+        return False
+    array = np.asarray(value)  # a huge Python int becomes an object array: refused
+    return array.ndim == 0 and array.dtype.kind in "iuf"
+
+
 def _check_real(value, name):
-    """ValueError unless ``value`` is one real number: a Python or NumPy int or float, or a 0-d
-    array of one (not a string such as "0.1", a bool or a complex number)."""
-    array = None if isinstance(value, (str, bytes)) else np.asarray(value)
-    if array is None or array.ndim != 0 or array.dtype.kind not in "iuf":
+    if not is_number(value):
         raise ValueError(f"{name} must be a number, got {value!r}")
 
 

@@ -47,6 +47,8 @@ import sys
 
 import numpy as np
 
+from .optim import is_number
+
 METHODS = ("fixed", "uncertainty", "gradnorm", "dwa", "pcgrad")
 
 LARGEST = sys.float_info.max        # 1.8e308
@@ -55,13 +57,8 @@ GRADNORM_MIN_WEIGHT = 1e-6          # GradNorm's floor on a weight, before the r
 
 
 def finite_number(value):
-    """One real number, finite: a Python or NumPy int or float, or a 0-d array of one; not a
-    bool, a string, NaN, an infinity or an integer beyond float's range (a model file's JSON
-    may hold one)."""
-    array = None if isinstance(value, (str, bytes)) else np.asarray(value)
-    if array is None or array.ndim != 0 or array.dtype.kind not in "iuf":
-        return False  # a huge Python int becomes an object array: refused here too
-    return bool(np.isfinite(array))
+    """One real number (``optim.is_number``), finite: not NaN or an infinity."""
+    return is_number(value) and math.isfinite(float(value))
 
 
 def exp_or_inf(x):
