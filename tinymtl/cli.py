@@ -21,6 +21,7 @@ from .optim import LR_SCHEDULES
 from .weighting import METHODS
 
 IRIS_CLASSIFY, IRIS_REGRESS = ["species"], ["petal_width"]
+DEFAULT_VAL_FRACTION = 0.1  # of the rows, held out for validation (early stopping, metrics)
 
 
 class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -219,9 +220,10 @@ def column_list(text):
 # The data options, shared by train (and by later commands such as compare)
 
 
-def add_data_options(parser):
+def add_data_options(parser, *, held_out=True):
     """--csv, --classify, --regress, --features, --categorical, --val-fraction, --seed,
-    --no-target-scaling."""
+    --no-target-scaling. ``held_out=False`` (compare, which holds out folds of its own):
+    --val-fraction only sizes the split that --patience watches, and has no default here."""
     group = parser.add_argument_group("data")
     group.add_argument("--csv", metavar="FILE",
                        help="CSV file with a header row (default: the bundled Iris data, "
@@ -235,9 +237,14 @@ def add_data_options(parser):
     group.add_argument("--categorical", metavar="COL", action="append", default=[],
                        help="treat a numeric-looking feature column (codes, years) as categories, "
                             "one-hot encoded (repeatable)")
-    group.add_argument("--val-fraction", type=fraction, default=0.1,
-                       help="fraction of rows held out for validation metrics, stratified on the "
-                            "first classification target")
+    if held_out:
+        group.add_argument("--val-fraction", type=fraction, default=DEFAULT_VAL_FRACTION,
+                           help="fraction of rows held out for validation metrics, stratified on "
+                                "the first classification target")
+    else:
+        group.add_argument("--val-fraction", type=fraction,
+                           help="with --patience: the fraction of each fold's training rows held "
+                                f"out for early stopping (default: {DEFAULT_VAL_FRACTION})")
     group.add_argument("--seed", type=non_negative_int, default=0,
                        help="random seed for the split, the initial weights and the batch order")
     group.add_argument("--no-target-scaling", dest="target_scaling", action="store_false",
@@ -373,15 +380,16 @@ DEFAULTS = {"hidden": (64, 64), "epochs": 300, "batch_size": 16, "lr": 0.01,
             "lr_schedule": "cosine", "momentum": 0.9, "weight_decay": 0.01}  # fit's own defaults
 
 
-def add_training_options(parser):
+def add_training_options(parser, *, transfer=True):
     """--hidden, --epochs, --batch-size, --lr, --momentum, --weight-decay, --patience, and the
     task-balance options --weighting, --loss-weight, --gradnorm-alpha, --dwa-temperature,
-    --class-weight (``network_options`` and ``fit_options`` read them back)."""
+    --class-weight (``network_options`` and ``fit_options`` read them back). ``transfer``:
+    the command also takes --from, whose trunk sets the default --hidden."""
     group = parser.add_argument_group("training")
     group.add_argument("--hidden", type=hidden_sizes, metavar="W,W,...",
                        help="widths of the shared trunk's hidden layers (units); 'none' puts the "
                             f"heads on the inputs (default: {','.join(map(str, DEFAULTS['hidden']))}"
-                            "; with --from, the source trunk's)")
+                            + ("; with --from, the source trunk's)" if transfer else ")"))
     group.add_argument("--epochs", type=positive_int, default=DEFAULTS["epochs"],
                        help="passes over the training rows (at most, with --patience)")
     group.add_argument("--batch-size", type=positive_int, default=DEFAULTS["batch_size"],

@@ -30,8 +30,6 @@ from .errors import DataError, OptionError, TrainingDiverged
 from .heads import has_label
 from .model import Model
 
-DEFAULT_VAL_FRACTION = 0.1  # of each fold's training rows, for --patience
-
 # metric -> (label, higher is better); the first of each kind decides the verdict line's order
 METRICS = {"classify": [("accuracy", "accuracy", True), ("macro_f1", "macro F1", True)],
            "regress": [("rmse", "RMSE", False), ("mae", "MAE", False), ("r2", "R^2", True)]}
@@ -43,21 +41,14 @@ def build_parser():
         description="Compare one multi-task network with one single-task network per task, "
                     "over cross-validation folds and seeds, on the same data options as train.",
         epilog="With no arguments, compares on the bundled Iris data (species and petal_width).")
-    cli.add_data_options(parser)
-    cli.add_training_options(parser)
+    cli.add_data_options(parser, held_out=False)
+    cli.add_training_options(parser, transfer=False)
     group = parser.add_argument_group("comparison")
     group.add_argument("--folds", type=cli.at_least_two, default=5,
                        help="k of k-fold cross-validation (at least 2): every row is scored once per seed")
     group.add_argument("--seeds", type=cli.positive_int, default=1,
                        help="repeat the folds with this many seeds (--seed, --seed + 1, ...): "
                             "new folds, initial weights and batch order each time")
-    for action in parser._actions:  # train's options, as compare reads them
-        if action.dest == "val_fraction":  # it sizes the early-stopping split, not a held-out set
-            action.default = None
-            action.help = ("with --patience: the fraction of each fold's training rows held out "
-                           "for early stopping (default: 0.1)")
-        elif action.dest == "hidden":  # compare has no --from
-            action.help = action.help.replace("; with --from, the source trunk's", "")
     output = parser.add_argument_group("output")
     output.add_argument("--format", choices=("table", "json"), default="table",
                         help="a readable table per task, or one JSON object")
@@ -120,6 +111,13 @@ def _primary(name, kind, multi, single):
     return f"{name} {label} {shown[0]} (multi) / {shown[1]} (single)"
 
 
+def stopping_fraction(args):
+    """The share of each fold's training rows that --patience watches; None without it."""
+    if args.patience is None:
+        return None
+    return cli.DEFAULT_VAL_FRACTION if args.val_fraction is None else args.val_fraction
+
+
 def run_fold(args, dataset, train_rows, test_rows, *, seed, fold, where):
     """Train the multi-task model and every single-task model on ``train_rows``; score them on
     ``test_rows``. Returns {task: (multi-task metrics, single-task metrics)}."""
@@ -127,8 +125,7 @@ def run_fold(args, dataset, train_rows, test_rows, *, seed, fold, where):
     if args.patience is not None:  # early stopping watches a validation split of the training rows
         first_class = next((n for n, t in dataset.tasks.items() if t.kind == "classify"), None)
         strata = dataset.labels[first_class][train_rows] if first_class else None
-        val_fraction = DEFAULT_VAL_FRACTION if args.val_fraction is None else args.val_fraction
-        inner_fit, inner_val = split_rows(len(train_rows), val_fraction, strata=strata,
+        inner_fit, inner_val = split_rows(len(train_rows), stopping_fraction(args), strata=strata,
                                           rng=np.random.default_rng([seed, fold, 1]),
                                           source=f"{dataset.table.source} ({where})")
         fit_rows, val_rows = train_rows[inner_fit], train_rows[inner_val]
@@ -228,9 +225,7 @@ def summarise(args, dataset, scores):
                          "batch_size": args.batch_size, "lr": args.lr,
                          "lr_schedule": args.lr_schedule, "momentum": args.momentum,
                          "weight_decay": args.weight_decay, "patience": args.patience,
-                         "val_fraction": None if args.patience is None else (
-                             DEFAULT_VAL_FRACTION if args.val_fraction is None
-                             else args.val_fraction),
+                         "val_fraction": stopping_fraction(args),
                          "weighting": args.weighting, "target_scaling": dataset.target_scaling},
             "tasks": tasks}
 
