@@ -155,3 +155,24 @@ def test_history_of_a_transfer_with_a_kept_head_that_has_no_labels(tmp_path, cap
     # the last row's accuracy is the saved model's, as train printed it
     assert float(rows[-1]["species.val_accuracy"]) == pytest.approx(model.metrics["species"]["accuracy"])
     assert "petal_width" not in model.metrics or model.metrics["petal_width"].get("n_labelled", 0) == 0
+
+
+def test_plot_of_a_kept_head_without_labels_draws_no_line_and_no_legend_entry(tmp_path, capsys,
+                                                                              monkeypatch):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    drawn = []
+    savefig = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: (drawn.append(fig), savefig(fig, *a, **k)))
+    source = tmp_path / "source.npz"
+    assert train.main(["--epochs", "2", "--hidden", "8", "--quiet", "--out", str(source)]) == 0
+    assert train.main(["--epochs", "3", "--quiet", "--classify", "species", "--from", str(source),
+                       "--keep-heads", "--plot", str(tmp_path / "c.png"),
+                       "--out", str(tmp_path / "m.npz")]) == 0
+    (fig,) = drawn
+    for ax in fig.axes:
+        labels = [text.get_text() for text in ax.get_legend().get_texts()]
+        assert labels and all(label.startswith("species") for label in labels), labels
+        assert len(ax.get_lines()) == 2
+    capsys.readouterr()

@@ -128,6 +128,8 @@ class LearningCurves:
         for colour, (name, task) in zip(colours, self.model.tasks.items()):
             metric, shown = ("accuracy", "accuracy") if task.kind == "classify" else ("r2", "R^2")
             for split, style, word in (("train", "-", "training"), ("val", "--", "validation")):
+                if name not in self.labelled[split]:
+                    continue  # no label: no line, and no legend entry for one
                 ax_loss.plot(epochs, [_or_nan(row[f"{name}.{split}_loss"]) for row in self.rows],
                              color=colour, linestyle=style, label=f"{name} ({word})")
                 values = [_or_nan(row[f"{name}.{split}_{metric}"]) for row in self.rows]
