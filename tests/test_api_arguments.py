@@ -149,3 +149,21 @@ def test_loss_weights_take_numbers_as_the_other_arguments_do():
     assert net.loss_weights == {"kind": 0.5, "size": 2.0}
     with pytest.raises(ValueError, match=r'loss_weights\["kind"\] must be a finite number >= 0'):
         MultiTaskNet(3, heads=HEADS, loss_weights={"kind": np.array(True)})
+
+
+def test_large_integers_and_fractions_are_numbers_until_beyond_float():
+    from fractions import Fraction
+    from tinymtl.optim import is_number
+    assert is_number(10 ** 20) and is_number(Fraction(1, 100)) and is_number(np.array(2))
+    assert not is_number(10 ** 400) and not is_number([1, [2, 3]]) and not is_number(np.ones(2))
+    net = MultiTaskNet(3, heads=HEADS, loss_weights={"kind": 10 ** 20})
+    assert net.loss_weights["kind"] == 1e20
+
+
+def test_with_heads_may_switch_to_uncertainty_and_its_variances_start_afresh():
+    source = MultiTaskNet(3, heads=HEADS, weighting="uncertainty", weighting_options={"init": "zero"})
+    source.parameters()["weighting.kind.log_var"][...] = 3.0
+    for net in (source, MultiTaskNet(3, heads=HEADS)):
+        new = net.with_heads({"g": Regress(1)}, keep=["kind"], weighting="uncertainty",
+                             weighting_options={"init": "zero"})
+        assert new.parameters()["weighting.kind.log_var"] == 0.0

@@ -389,7 +389,7 @@ def test_a_file_error_not_caught_where_the_file_was_opened_is_one_line(capsys, m
     assert err.splitlines() == ["python -m tinymtl.predict: error: /some/model.npz: Permission denied"]
 
 
-def test_the_table_shows_large_values_to_six_significant_digits():
+def test_the_table_shows_large_values_as_their_shortest_decimal():
     from tinymtl.predict import _table_number
-    assert [_table_number(v) for v in (0.25, 9999.5, 30474.16, -123456.7, 2.5e12)] == \
-        ["0.2500", "9999.5000", "30474.2", "-123457", "2.5e+12"]
+    assert [_table_number(v) for v in (0.25, 9999.5, 9999.99996, 30474.16, -1234567.0, 1e20)] == \
+        ["0.2500", "9999.5000", "9999.99996", "30474.16", "-1234567.0", "1e+20"]

@@ -50,9 +50,10 @@ def test_a_row_with_a_quoted_field_over_several_lines_is_named_by_its_first_line
                                   "runs on to line 5; is a quote left open"),
     ('a,b\n1,"x"y\n', "line 2: malformed CSV"),
     ('\n\na,"b"c\n1,2\n', r"line 3: malformed CSV \(',' expected after '\"'\)$"),  # not "runs on"
-    ('"x";"y"\r\n"1";"2"\r\n', "line 1: the header has no commas but semicolons: the file looks "
+    ('"x";"y"\r\n"1";"2"\r\n', "line 1: the header has no commas but 1 semicolon: the file looks "
                                "semicolon-separated"),
-    ('x\ty\n"1"\t"2"\n', "line 1: the header has no commas but tabs"),
+    ('x\ty\n"1"\t"2"\n', "line 1: the header has no commas but 1 tab:"),
+    ("\n" * 20 + '"a";"b"\n1;2\n', "line 21: the header has no commas but 1 semicolon"),
     ('"a;b"\n1\n"2"x\n', "line 3: malformed CSV"),  # a later row's error is its own
     ("a,a\n1,2\n", 'column name "a" appears twice'),
     ("a,\n1,2\n", "column 2 of the header has no name"),

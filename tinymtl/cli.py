@@ -346,10 +346,10 @@ def load_dataset(args, *, rng, hold_out=True):
     labels = {name: target.encode(table) for name, target in classes.items()}
     for name in regress:
         labels[name] = RegressTarget.fit(table, name).encode(table)  # checks every cell
-    strata = labels[classify[0]] if classify else None
     if not hold_out:
         train_rows, val_rows = np.arange(table.n_rows), np.arange(0)
     else:
+        strata = labels[classify[0]] if classify else None
         train_rows, val_rows = split_rows(table.n_rows, args.val_fraction, rng=rng,
                                           strata=strata, source=table.source)
     target_scaling = getattr(args, "target_scaling", True)
@@ -381,10 +381,10 @@ DEFAULTS = {"hidden": (64, 64), "epochs": 300, "batch_size": 16, "lr": 0.01,
 
 
 def add_training_options(parser, *, transfer=True):
-    """--hidden, --epochs, --batch-size, --lr, --momentum, --weight-decay, --patience, and the
-    task-balance options --weighting, --loss-weight, --gradnorm-alpha, --dwa-temperature,
-    --class-weight (``network_options`` and ``fit_options`` read them back). ``transfer``:
-    the command also takes --from, whose trunk sets the default --hidden."""
+    """--hidden, --epochs, --batch-size, --lr, --lr-schedule, --momentum, --weight-decay,
+    --patience, and the task-balance options --weighting, --loss-weight, --gradnorm-alpha,
+    --dwa-temperature, --class-weight (``network_options`` and ``fit_options`` read them
+    back). ``transfer``: the command also takes --from, whose trunk sets the default --hidden."""
     group = parser.add_argument_group("training")
     group.add_argument("--hidden", type=hidden_sizes, metavar="W,W,...",
                        help="widths of the shared trunk's hidden layers (units); 'none' puts the "

@@ -67,8 +67,7 @@ def compare(args, *, stdout=None, stderr=None):
         if not args.quiet:
             print(text, file=stderr, flush=True)
 
-    split_rng, _ = cli.random_streams(args.seed)
-    dataset = cli.load_dataset(args, rng=split_rng, hold_out=False)  # folds hold out rows
+    dataset = cli.load_dataset(args, rng=None, hold_out=False)  # the folds hold out rows
     table = dataset.table
     first_class = next((n for n, t in dataset.tasks.items() if t.kind == "classify"), None)
     strata = dataset.labels[first_class] if first_class else None

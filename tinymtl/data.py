@@ -159,12 +159,12 @@ def parse_csv(lines, source):
 
     Blank lines are skipped; every other row must have as many fields as the header.
     """
-    first_lines = []  # the file's first lines, kept for the error of another delimiter
+    header_text = []  # (line number, text) of the first line that is not blank: the header
 
     def remembered(lines):
-        for line in lines:
-            if len(first_lines) < 16:
-                first_lines.append(line)
+        for number, line in enumerate(lines, start=1):
+            if not header_text and line.strip():
+                header_text.append((number, line))
             yield line
 
     # strict: a quote left open is an error, not a field that swallows the rest of the file
@@ -200,12 +200,12 @@ def parse_csv(lines, source):
             rows.append(row)
             lines_of_rows.append(start)
     except csv.Error as err:
-        header_text = next((line for line in first_lines if line.strip()), "")
+        number, text = header_text[0] if header_text else (1, "")
         early = not rows  # in the header or the first row: where another delimiter shows
         for delimiter, word in OTHER_DELIMITERS.items():  # quoted cells, split by ; or a tab
-            if early and "," not in header_text and delimiter in header_text:
-                raise _delimiter_error(f"{source}: line {first_lines.index(header_text) + 1}",
-                                       word, f"the header has no commas but {word}s") from None
+            if early and "," not in text and delimiter in text:
+                raise _delimiter_error(f"{source}: line {number}", word, "the header has no commas "
+                                       f"but {_count(text.count(delimiter), word)}") from None
         if reader.line_num > first_line:  # the record ran on over lines: a quote left open?
             raise DataError(f"{source}: line {first_line}: malformed CSV ({err}) in a quoted field "
                             f"that runs on to line {reader.line_num}; is a quote left open?") from None
@@ -225,7 +225,11 @@ def _check_delimiter(names, first_row, where):
         n_fields = len(names[0].split(delimiter))
         if n_fields > 1 and len(",".join(first_row).split(delimiter)) == n_fields:
             raise _delimiter_error(where, word, f"the header {names[0]!r} has no commas but "
-                                                f"{n_fields - 1} {word}s")
+                                                f"{_count(n_fields - 1, word)}")
+
+
+def _count(n, word):
+    return f"{n} {word}{'s' * (n != 1)}"
 
 
 def _delimiter_error(where, word, evidence):

@@ -741,7 +741,7 @@ class MultiTaskNet:
                                               and weighting_options is None else weighting_options))
         source, target = self.parameters(), net.parameters()
         for name in target:
-            if name.startswith("trunk.") or name.split(".")[1] in keep:
+            if name.startswith("trunk.") or (name.startswith("heads.") and name.split(".")[1] in keep):
                 target[name][...] = source[name]
         return net
 

@@ -6,6 +6,7 @@ no update, no momentum and no weight decay.
 """
 
 import math
+import numbers
 
 import numpy as np
 
@@ -29,15 +30,25 @@ def lr_factor(schedule, epoch, epochs):
 
 
 def is_number(value):
-    """Whether ``value`` is one real number: a Python or NumPy int or float, or a 0-d array of
-    one; not a string such as "0.1", a bool, a complex number or an int beyond float's range."""
-    if isinstance(value, (str, bytes)):
+    """Whether ``value`` is one real number that a float can hold: a Python or NumPy int or
+    float (or Fraction), or a 0-d array of one; not a string such as "0.1", a bool, a complex
+    number or an int beyond float's range."""
+    if isinstance(value, (bool, np.bool_, str, bytes)):
         return False
-    array = np.asarray(value)  # a huge Python int becomes an object array: refused
-    return array.ndim == 0 and array.dtype.kind in "iuf"
+    if isinstance(value, np.ndarray):
+        if value.ndim != 0 or value.dtype.kind not in "iuf":
+            return False
+    elif not isinstance(value, numbers.Real):
+        return False
+    try:
+        float(value)
+    except OverflowError:  # an int beyond float's range
+        return False
+    return True
 
 
 def _check_real(value, name):
+    """ValueError naming option ``name`` unless ``value`` is a number (see ``is_number``)."""
     if not is_number(value):
         raise ValueError(f"{name} must be a number, got {value!r}")
 

@@ -112,9 +112,10 @@ def flatten(row, model):
 
 
 def _table_number(value):
-    """4 decimals, as probabilities read best; 6 significant digits from 10,000 on, where 4
-    decimals would show digits that a float32 output does not have (30474.1600)."""
-    return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.6g}"
+    """4 decimals, as probabilities read best; from 10,000 on, the shortest decimal that reads
+    back as the value (as csv and json print it), where 4 decimals would show digits that a
+    float32 output does not have (30474.1600 for 30474.16)."""
+    return f"{value:.4f}" if abs(round(value, 4)) < 1e4 else repr(value)
 
 
 def write(blocks, model, fmt, stream):
