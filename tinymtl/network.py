@@ -734,14 +734,17 @@ class MultiTaskNet:
             raise ValueError(f"keep names unknown heads {unknown} or heads already kept {clash}; "
                              f"this network's heads are {list(self.heads)}")
         all_heads = {**{name: self.heads[name] for name in keep}, **heads}
+        if weighting is None:  # this network's method, and its options unless others are given
+            weighting = self.weighting.method
+            if weighting_options is None:
+                weighting_options = self.weighting_options
         net = MultiTaskNet(self.n_inputs, self.hidden, all_heads, seed=seed, rng=rng, dtype=self.dtype,
                            loss_weights={n: w for n, w in self.loss_weights.items() if n in keep},
-                           weighting=self.weighting.method if weighting is None else weighting,
-                           weighting_options=(self.weighting_options if weighting is None
-                                              and weighting_options is None else weighting_options))
+                           weighting=weighting, weighting_options=weighting_options)
         source, target = self.parameters(), net.parameters()
-        for name in target:
-            if name.startswith("trunk.") or (name.startswith("heads.") and name.split(".")[1] in keep):
+        for name in target:  # the trunk and the kept heads; weighting parameters start afresh
+            kept_head = name.startswith("heads.") and name.split(".")[1] in keep
+            if name.startswith("trunk.") or kept_head:
                 target[name][...] = source[name]
         return net
 
