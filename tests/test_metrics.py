@@ -89,6 +89,12 @@ def test_regression_metrics_scale_with_the_values_without_overflow(values, power
     assert math.isclose(scaled["r2"], plain["r2"], rel_tol=1e-9, abs_tol=1e-9)
 
 
+def test_r2_of_constant_values_is_undefined_even_where_their_mean_rounds_off_them():
+    values = [786.0112019444884] * 3  # np.mean is 1.1e-13 away: a total of rounding errors
+    assert float(np.mean(values)) != values[0]
+    assert metrics.r2(values, [1.0, 2.0, 3.0]) is None
+
+
 def test_a_huge_negative_r2_prints_short():
     from tinymtl.cli import format_metrics
     from tinymtl.data import RegressTarget

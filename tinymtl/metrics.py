@@ -76,8 +76,12 @@ def r2(values, predicted):
     1 is perfect; 0 is no better than predicting the mean; None when the values are constant.
     """
     y, p, _ = _labelled(values, predicted)
-    total = float(np.sum((y - y.mean()) ** 2)) if y.size else 0.0
-    if total == 0.0:
+    # constant values are compared as such: their mean may round off them (786.0112019444884
+    # three times has a mean 1e-13 away), which would make a total of rounding errors
+    if y.size == 0 or np.all(y == y[0]):
+        return None
+    total = float(np.sum((y - y.mean()) ** 2))
+    if total == 0.0:  # spread too small for its squares to be told from 0 (1e-208)
         return None
     return 1.0 - float(np.sum((y - p) ** 2)) / total
 
